@@ -1,0 +1,1 @@
+"""gpufleet node agent: GPU/host health, checks, metrics, burn-in and rank running."""

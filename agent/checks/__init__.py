@@ -1,0 +1,1 @@
+"""Pure health checks: (sample, previous sample, policy) -> findings."""

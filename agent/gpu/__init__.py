@@ -1,0 +1,1 @@
+"""GPU backends: the NVML seam and the simulated fleet."""

@@ -1,0 +1,1 @@
+"""gpufleet controller: fleet state, lifecycle, preflight gate, placement and supervision."""

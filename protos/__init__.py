@@ -1,0 +1,1 @@
+"""The one wire contract between agent and controller (generated code committed)."""

@@ -289,30 +289,34 @@ class DirectiveResult(_message.Message):
     def __init__(self, directive_id: _Optional[str] = ..., ok: _Optional[bool] = ..., message: _Optional[str] = ..., burnin: _Optional[_Union[BurnInResult, _Mapping]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("seq", "sent_at", "hello", "report", "event", "result")
+    __slots__ = ("seq", "sent_at", "node", "hello", "report", "event", "result")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     sent_at: float
+    node: str
     hello: Hello
     report: Report
     event: Event
     result: DirectiveResult
-    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[float] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., result: _Optional[_Union[DirectiveResult, _Mapping]] = ...) -> None: ...
+    def __init__(self, seq: _Optional[int] = ..., sent_at: _Optional[float] = ..., node: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., result: _Optional[_Union[DirectiveResult, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("last_stored_seq", "controller_id", "report_interval_s")
+    __slots__ = ("last_stored_seq", "controller_id", "report_interval_s", "node")
     LAST_STORED_SEQ_FIELD_NUMBER: _ClassVar[int]
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     REPORT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
     last_stored_seq: int
     controller_id: str
     report_interval_s: float
-    def __init__(self, last_stored_seq: _Optional[int] = ..., controller_id: _Optional[str] = ..., report_interval_s: _Optional[float] = ...) -> None: ...
+    node: str
+    def __init__(self, last_stored_seq: _Optional[int] = ..., controller_id: _Optional[str] = ..., report_interval_s: _Optional[float] = ..., node: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("seq",)
@@ -582,16 +586,20 @@ class ListEventsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[FleetEvent, _Mapping]]] = ...) -> None: ...
 
 class PreflightRequest(_message.Message):
-    __slots__ = ("nodes", "all", "run", "burnin")
+    __slots__ = ("nodes", "all", "run", "burnin", "max_age_s", "timeout_s")
     NODES_FIELD_NUMBER: _ClassVar[int]
     ALL_FIELD_NUMBER: _ClassVar[int]
     RUN_FIELD_NUMBER: _ClassVar[int]
     BURNIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedScalarFieldContainer[str]
     all: bool
     run: str
     burnin: bool
-    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., run: _Optional[str] = ..., burnin: _Optional[bool] = ...) -> None: ...
+    max_age_s: float
+    timeout_s: float
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., run: _Optional[str] = ..., burnin: _Optional[bool] = ..., max_age_s: _Optional[float] = ..., timeout_s: _Optional[float] = ...) -> None: ...
 
 class GateReason(_message.Message):
     __slots__ = ("check", "severity", "gpu", "message", "evidence_age_s", "evidence_id")

@@ -101,7 +101,10 @@ class AgentLink:
 
 
 class FleetAdminStub:
-    """Missing associated documentation comment in .proto file."""
+    """Operator API. Every call needs the operator credential (see the header). Errors:
+    NOT_FOUND for an unknown node, FAILED_PRECONDITION for a lifecycle move the node's state does
+    not allow (e.g. Undrain of a node that is not drained), INVALID_ARGUMENT for bad filters.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -142,40 +145,52 @@ class FleetAdminStub:
 
 
 class FleetAdminServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Operator API. Every call needs the operator credential (see the header). Errors:
+    NOT_FOUND for an unknown node, FAILED_PRECONDITION for a lifecycle move the node's state does
+    not allow (e.g. Undrain of a node that is not drained), INVALID_ARGUMENT for bad filters.
+    """
 
     def ListNodes(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Nodes, optionally filtered by exact state / sku / nvlink_domain; sorted by name.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetNode(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One node with its latest findings and its newest `history_limit` transitions (default 50).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Drain(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Take a node out of service (audit-logged with the operator as actor); the agent is told
+        with a SetDrain directive when it is connected.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Undrain(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Return a drained node to service (audit-logged).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Fleet events, newest first, optionally for one node and/or since a time; limit default 100.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Preflight(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Gate the requested nodes on their stored evidence. Nodes whose evidence is older than
+        max_age_s are sent CheckNow and gated again on the fresh reports; a node that does not answer
+        within timeout_s is rejected with an UNKNOWN reason. Streams progress, then one result.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -222,7 +237,10 @@ def add_FleetAdminServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class FleetAdmin:
-    """Missing associated documentation comment in .proto file."""
+    """Operator API. Every call needs the operator credential (see the header). Errors:
+    NOT_FOUND for an unknown node, FAILED_PRECONDITION for a lifecycle move the node's state does
+    not allow (e.g. Undrain of a node that is not drained), INVALID_ARGUMENT for bad filters.
+    """
 
     @staticmethod
     def ListNodes(request,

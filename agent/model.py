@@ -104,7 +104,7 @@ class NvLinkSample:
 class FabricInfo:
     """`nvmlDeviceGetGpuFabricInfoV`: NVLink-fabric membership (Hopper NVSwitch, GB200/GB300)."""
 
-    state: int  # NVML_GPU_FABRIC_STATE_*: 0 not supported, 1 not started, 2 in progress, 3 completed
+    state: int  # NVML_GPU_FABRIC_STATE_*: 0 unsupported, 1 not started, 2 in progress, 3 done
     status: int  # nvmlReturn_t of fabric registration; meaningful only when state == 3
     cluster_uuid: str  # NVLink domain identity, with clique_id
     clique_id: int

@@ -1,0 +1,1 @@
+"""Pure fleet logic: node lifecycle, preflight gate, fleet-level checks."""

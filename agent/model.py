@@ -109,6 +109,7 @@ class FabricInfo:
     cluster_uuid: str  # NVLink domain identity, with clique_id
     clique_id: int
     health_mask: int
+    health_summary: int | None = None  # v3 struct: NVML_GPU_FABRIC_HEALTH_SUMMARY_*; None on v2
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Burn-in orchestration and judgement on the controller side."""

@@ -1,0 +1,102 @@
+"""Shared helpers for the controller tests: wire-message factories and a temp store.
+
+The factories build real protobuf messages the way an agent would; tests import them with
+`from tests.controller.conftest import ...`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.store import FleetStore, Inbound, NodeIdentity
+from protos.gpufleet.v1 import fleet_pb2
+
+
+def hello(node: str, *, next_seq: int = 1, boot_id: str = "boot-1", gpus: int = 8,
+          domain: str = "dom-a", sku: str = "h100_sxm") -> fleet_pb2.AgentMessage:
+    """A Hello as the first message of a stream."""
+    msg = fleet_pb2.AgentMessage(seq=0, sent_at=time.time())
+    h = msg.hello
+    h.node = node
+    h.hostname = node
+    h.agent_version = "0.1.0"
+    h.sku = sku
+    h.driver_version = "570.86.15"
+    h.nvlink_domain = domain
+    h.rack = "r1"
+    h.next_seq = next_seq
+    h.boot_id = boot_id
+    for i in range(gpus):
+        h.gpus.add(index=i, uuid=f"GPU-{node}-{i}", name="NVIDIA H100 80GB HBM3",
+                   vbios_version="96.00.99.00.01", pci_bus_id=f"0000:{i:02x}:00.0")
+    h.rails.add(device="mlx5_0", port=1, state="ACTIVE", rate_gbps=400.0, gpu=0)
+    return msg
+
+
+def report(seq: int, *, verdict: fleet_pb2.Severity = fleet_pb2.SEVERITY_OK, gpus: int = 8,
+           findings: int = 0, sampled_at: float | None = None,
+           directive_id: str = "") -> fleet_pb2.AgentMessage:
+    """A report with `gpus` telemetry rows and `findings` findings of the verdict's severity."""
+    msg = fleet_pb2.AgentMessage(seq=seq, sent_at=time.time())
+    r = msg.report
+    r.sampled_at = time.time() if sampled_at is None else sampled_at
+    r.verdict = verdict
+    r.action = fleet_pb2.ACTION_NONE
+    r.sweep_duration_s = 0.004
+    r.directive_id = directive_id
+    for i in range(gpus):
+        r.gpus.add(index=i, temperature_c=41.0 + i, power_w=350.0, energy_mj=123456 + i,
+                   sm_clock_mhz=1980.0, gpu_util_pct=97.0, memory_temp_c=50.0)
+    for i in range(findings):
+        f = r.findings.add(check="thermal", severity=verdict, gpu=i % max(gpus, 1),
+                           message=f"finding {i}", action=fleet_pb2.ACTION_NONE)
+        f.evidence["temperature_c"].number = 88.5
+    return msg
+
+
+def xid(seq: int, *, code: int = 79, gpu: int = 3,
+        severity: fleet_pb2.Severity = fleet_pb2.SEVERITY_CRITICAL) -> fleet_pb2.AgentMessage:
+    """An XID event (79 = GPU fallen off the bus)."""
+    msg = fleet_pb2.AgentMessage(seq=seq, sent_at=time.time())
+    x = msg.event.xid
+    x.xid = code
+    x.gpu = gpu
+    x.pci_bus_id = f"0000:{gpu:02x}:00.0"
+    x.source = "simulated"
+    x.message = "GPU has fallen off the bus"
+    x.at = time.time()
+    x.severity = severity
+    x.action = fleet_pb2.ACTION_DRAIN
+    return msg
+
+
+def identity(node: str, **kw: str) -> NodeIdentity:
+    """A NodeIdentity without going through a Hello."""
+    return NodeIdentity(name=node, hostname=node, sku=kw.get("sku", "h100_sxm"),
+                        nvlink_domain=kw.get("domain", "dom-a"), boot_id=kw.get("boot_id", "b1"),
+                        gpus=tuple({"index": i, "uuid": f"GPU-{i}"} for i in range(8)))
+
+
+def inbound(node: str, msg: fleet_pb2.AgentMessage) -> Inbound:
+    """Wrap a message as the server's ingest path does."""
+    return Inbound(node, msg, time.time(), time.monotonic())
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A fresh database file path."""
+    return tmp_path / "fleet.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[FleetStore]:
+    """An open store on a temp file."""
+    s = FleetStore.open(db_path)
+    try:
+        yield s
+    finally:
+        s.close()

@@ -53,3 +53,21 @@ def test_unreadable_file(tmp_path: Path) -> None:
     path.write_text("[run\nname=")
     with pytest.raises(RunSpecError):
         load_run_spec(path)
+
+
+def test_deepseek_v3_671b_spec_places_on_128_nvl72_domains() -> None:
+    from controller.supervisor.placement import Candidate, Layout, Placement, place
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "deepseek_v3_671b.toml"
+    spec = load_run_spec(path)
+    assert (spec.world_size, spec.ranks_per_node, spec.ep_size, spec.pp_size) == (8192, 4, 64, 16)
+    assert spec.nodes == 2048 and spec.dp_size == 512
+    argv = spec.argv()
+    assert argv[argv.index("--expert-model-parallel-size") + 1] == "64"
+    fleet = [Candidate(f"gb300-d{d:03d}-t{t:02d}", f"d{d:03d}", 4)
+             for d in range(128) for t in range(18)]
+    placement = place(fleet, Layout(spec.world_size, spec.ranks_per_node, spec.ep_size,
+                                    spec.spares_per_domain))
+    assert isinstance(placement, Placement)
+    assert len(placement.nodes) == 2048
+    assert all(len(spares) == 2 for spares in placement.spares.values())

@@ -1,0 +1,134 @@
+"""Goodput and energy ledger of a run, a pure function of its timeline.
+
+Time (after Meta's effective-training-time model): every second of the run's wall time is
+productive (a step execution whose result survived), recomputed (a step executed again after
+a restart rolled back to the last complete checkpoint), detection (fault → the supervisor
+noticed), restart (noticed → first resumed step: stop, relaunch, checkpoint load) or other
+(start-up before the first step, checkpoint writes, waiting). A step's *last* execution is the
+productive one; every earlier execution of the same step number was lost work.
+
+Energy: the NVML total-energy counters (mJ since driver load) of the run's GPUs, summed per
+sample time into one cumulative curve E(t) (linear between samples). Energy inside productive
+step intervals is productive; the rest of the run's energy was lost. Joules per step and per
+training token are computed over productive steps.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    attempt: int
+    step: int
+    end_at: float
+    step_time_s: float
+
+
+@dataclass(frozen=True)
+class Incident:
+    fault_at: float
+    detected_at: float
+    resumed_at: float | None  # start of the next attempt's first step; None: never resumed
+
+
+@dataclass(frozen=True)
+class Ledger:
+    wall_s: float
+    productive_s: float
+    recomputed_s: float
+    detection_s: float
+    restart_s: float
+    other_s: float
+    productive_steps: int
+    recomputed_steps: int
+    restarts: int
+    energy_j: float | None = None
+    productive_energy_j: float | None = None
+    joules_per_step: float | None = None
+    joules_per_token: float | None = None
+
+    @property
+    def goodput(self) -> float:
+        """Productive share of wall time."""
+        return self.productive_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_json(self) -> dict[str, float | int | None]:
+        return {**{k: getattr(self, k) for k in self.__dataclass_fields__},
+                "goodput": self.goodput}
+
+
+def build_ledger(
+    started_at: float,
+    ended_at: float,
+    steps: Sequence[StepRecord],
+    incidents: Sequence[Incident],
+    energy_mj: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    tokens_per_step: int = 0,
+) -> Ledger:
+    """Account the run's wall time and energy."""
+    last_exec: dict[int, StepRecord] = {}
+    for rec in sorted(steps, key=lambda r: r.end_at):
+        last_exec[rec.step] = rec
+    productive = [r for r in last_exec.values()]
+    lost = [r for r in steps if last_exec[r.step] is not r]
+    productive_s = sum(r.step_time_s for r in productive)
+    recomputed_s = sum(r.step_time_s for r in lost)
+    detection_s = sum(max(0.0, i.detected_at - i.fault_at) for i in incidents)
+    restart_s = sum(max(0.0, (i.resumed_at if i.resumed_at is not None else ended_at)
+                        - i.detected_at) for i in incidents)
+    wall = max(0.0, ended_at - started_at)
+    other = max(0.0, wall - productive_s - recomputed_s - detection_s - restart_s)
+    ledger = Ledger(wall, productive_s, recomputed_s, detection_s, restart_s, other,
+                    len(productive), len(lost), len(incidents))
+    if not energy_mj:
+        return ledger
+    curve = _fleet_energy_curve(energy_mj)
+    if len(curve) < 2:
+        return ledger
+    total = (curve[-1][1] - curve[0][1]) / 1000.0
+    useful = sum(_energy_between(curve, r.end_at - r.step_time_s, r.end_at)
+                 for r in productive) / 1000.0
+    per_step = useful / len(productive) if productive else None
+    per_token = per_step / tokens_per_step if per_step is not None and tokens_per_step else None
+    return Ledger(**{**{k: getattr(ledger, k) for k in ledger.__dataclass_fields__},
+                     "energy_j": total, "productive_energy_j": useful,
+                     "joules_per_step": per_step, "joules_per_token": per_token})
+
+
+def _fleet_energy_curve(
+    per_source: Mapping[str, Sequence[tuple[float, float]]],
+) -> list[tuple[float, float]]:
+    """Sum the per-source cumulative counters at every sample time (each source interpolated),
+    over the span where every source has samples."""
+    series = {k: sorted(v) for k, v in per_source.items() if len(v) >= 2}
+    if not series:
+        return []
+    start = max(s[0][0] for s in series.values())
+    end = min(s[-1][0] for s in series.values())
+    times = sorted({t for s in series.values() for t, _ in s if start <= t <= end})
+    return [(t, sum(_interp(s, t) for s in series.values())) for t in times]
+
+
+def _interp(series: Sequence[tuple[float, float]], t: float) -> float:
+    times = [p[0] for p in series]
+    i = bisect.bisect_left(times, t)
+    if i < len(series) and series[i][0] == t:
+        return series[i][1]
+    if i == 0:
+        return series[0][1]
+    if i >= len(series):
+        return series[-1][1]
+    (t0, e0), (t1, e1) = series[i - 1], series[i]
+    return e0 + (e1 - e0) * (t - t0) / (t1 - t0)
+
+
+def _energy_between(curve: Sequence[tuple[float, float]], a: float, b: float) -> float:
+    lo, hi = curve[0][0], curve[-1][0]
+    a, b = max(a, lo), min(b, hi)
+    if b <= a:
+        return 0.0
+    return _interp(curve, b) - _interp(curve, a)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from agent.host.pci import normalize_bdf, numa_node_of
-from agent.host.sysfs import list_dir, read_attr, read_int, resolve_under
+from agent.host.sysfs import list_dir, read_attr, read_int, required, resolve_under
 from agent.model import IbPort, ReadStatus, Unavailable
 
 # Port error counters (as opposed to data/packet counters) that operators alert on.
@@ -75,7 +75,9 @@ DeviceLocations = dict[str, tuple[str, int | None]]
 def read_ib_ports(
     root: Path, locations: DeviceLocations | None = None
 ) -> tuple[tuple[IbPort, ...], Problems]:
-    """Every port of every IB/RoCE device, and the reads that failed (keyed `ib_ports:...`).
+    """Every port of every IB/RoCE device, and the reads that failed, keyed in detail
+    (`ib_ports`, `ib_ports:<dev>:device`, `ib_ports:<dev>/<port>:<attr>`). A port whose
+    `state`/`phys_state`/`link_layer` could not be read has "" there, `rate_gbps` None.
 
     `locations` (device -> PCI address, NUMA node) memoises the device links across sweeps.
     """
@@ -150,7 +152,7 @@ def _read_port(
     state = _parsed(port_dir / "state", parse_state, f"{key}:state", problems)
     phys = _parsed(port_dir / "phys_state", parse_state, f"{key}:phys_state", problems)
     rate = _parsed(port_dir / "rate", parse_rate, f"{key}:rate", problems)
-    link_layer = read_attr(port_dir / "link_layer")
+    link_layer = required(read_attr(port_dir / "link_layer"))
     if isinstance(link_layer, Unavailable):
         problems[f"{key}:link_layer"] = link_layer
         link_layer = ""
@@ -168,7 +170,7 @@ def _read_port(
 
 
 def _parsed(path: Path, parse: Callable[[str], T], key: str, problems: Problems) -> T | None:
-    text = read_attr(path)
+    text = required(read_attr(path))
     if isinstance(text, Unavailable):
         problems[key] = text
         return None

@@ -1,8 +1,10 @@
 """One read of the host: psutil facts, IB/RoCE ports and the GPU<->NIC rail map.
 
-Never raises. Every failed read is an entry of `HostSample.unavailable`, keyed by the field it
-belongs to: `memory`, `load1`, `cpu_count`, `disks:<mount>`, `services`, `ib_ports` (no
-`/sys/class/infiniband`: NOT_SUPPORTED), `ib_ports:<dev>/<port>:<attr>`, `rails:gpu<i>`.
+Never raises. Every failed read is an entry of `HostSample.unavailable` keyed by the HostSample
+field it belongs to (`mem_total_bytes`, `mem_available_bytes`, `load1`, `cpu_count`, `disks`,
+`services`, `ib_ports`, `rails`), ERROR when anything in it failed and NOT_SUPPORTED when it is
+merely absent (no `/sys/class/infiniband` on a laptop); the text names each failed item, e.g.
+`/scratch: /scratch is not a mount point` or `mlx5_3/1:rate: not a rate: 'fast'`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,24 @@ from typing import TypeVar
 from agent.host.infiniband import DeviceLocations, read_ib_ports
 from agent.host.pci import PciTopology
 from agent.host.rails import rail_map
+from agent.host.sysfs import worst
 from agent.host.system import HostProbe, PsutilProbe, process_names_for
-from agent.model import HostSample, ReadStatus, Unavailable
+from agent.model import GpuSample, HostSample, ReadStatus, Unavailable
 
 DEFAULT_REQUIRED_SERVICES: tuple[str, ...] = ("nvidia-persistenced", "nvidia-fabricmanager")
 DEFAULT_DISK_MOUNTS: tuple[str, ...] = ("/",)
 
 T = TypeVar("T")
+_FIELDS = (
+    "mem_total_bytes",
+    "mem_available_bytes",
+    "load1",
+    "cpu_count",
+    "disks",
+    "services",
+    "ib_ports",
+    "rails",
+)
 
 
 class HostReader:
@@ -42,6 +55,10 @@ class HostReader:
         self._topology = PciTopology(root)
         self._ib_locations: DeviceLocations = {}
 
+    def __call__(self, gpus: Sequence[GpuSample]) -> HostSample:
+        """Read the host for this sweep's GPUs (the `agent.collect.HostReader` shape)."""
+        return self.read({g.index: g.pci_bus_id for g in gpus if g.pci_bus_id})
+
     def read(self, gpu_pci_bus_ids: Mapping[int, str] | None = None) -> HostSample:
         """Read everything; with GPU PCI addresses (index -> bus id) also map rails."""
         problems: dict[str, Unavailable] = {}
@@ -59,16 +76,24 @@ class HostReader:
             if gpu_pci_bus_ids and ports
             else {}
         )
+        load1 = _attempt(probe.load1, "load1", problems)
+        cpu_count = _attempt(probe.cpu_count, "cpu_count", problems)
+        services = self._services(problems)
+        if "memory" in problems:
+            problems["mem_total_bytes"] = problems["mem_available_bytes"] = problems["memory"]
+        unavailable = {
+            field: entry for field in _FIELDS if (entry := worst(field, problems)) is not None
+        }
         return HostSample(
             mem_total_bytes=memory[0] if memory else None,
             mem_available_bytes=memory[1] if memory else None,
-            load1=_attempt(probe.load1, "load1", problems),
-            cpu_count=_attempt(probe.cpu_count, "cpu_count", problems),
+            load1=load1,
+            cpu_count=cpu_count,
             disks=disks,
-            services=self._services(problems),
+            services=services,
             ib_ports=ports,
             rails=rails,
-            unavailable=problems,
+            unavailable=unavailable,
         )
 
     def _services(self, problems: dict[str, Unavailable]) -> dict[str, bool]:

@@ -130,7 +130,7 @@ def test_broken_attributes_become_unavailable_and_the_rest_is_kept(tree: Path) -
     assert "symbol_error" not in broken.counters
     assert broken.counters["link_downed"] == 0
     assert problems["ib_ports:mlx5_3/1:rate"].status is ReadStatus.ERROR
-    assert problems["ib_ports:mlx5_3/1:state"].status is ReadStatus.NOT_SUPPORTED
+    assert problems["ib_ports:mlx5_3/1:state"].status is ReadStatus.ERROR  # always present
     assert problems["ib_ports:mlx5_3/1:counters/symbol_error"].status is ReadStatus.ERROR
     assert by_dev["mlx5_4"].counters == {}
     assert "ib_ports:mlx5_4/1:counters" in problems

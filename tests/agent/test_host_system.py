@@ -12,9 +12,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from agent.clock import FakeClock
+from agent.collect import collect_node
+from agent.gpu.backend import GpuDevice
 from agent.host import HostReader, PsutilProbe, process_names_for, read_host
 from agent.host.system import NotMounted
-from agent.model import ReadStatus
+from agent.model import GpuSample, ReadStatus, SystemInfo, XidEvent
 from tests.agent.test_host_fixture import FIXTURE, gpu_bus_ids
 from tests.agent.test_host_rails import EXPECTED_HGX_RAILS
 
@@ -181,13 +184,15 @@ def test_every_failed_read_is_data_and_the_rest_is_kept() -> None:
     assert sample.disks == {"/": 0.25}
     assert sample.services == {}
     assert {k: v.status for k, v in sample.unavailable.items()} == {
-        "memory": ReadStatus.ERROR,
+        "mem_total_bytes": ReadStatus.ERROR,
+        "mem_available_bytes": ReadStatus.ERROR,
         "load1": ReadStatus.ERROR,
         "cpu_count": ReadStatus.ERROR,
-        "disks:/scratch": ReadStatus.ERROR,
+        "disks": ReadStatus.ERROR,
         "services": ReadStatus.ERROR,
     }
-    assert "PermissionError: denied" in sample.unavailable["memory"].detail
+    assert "PermissionError: denied" in sample.unavailable["mem_total_bytes"].detail
+    assert "/scratch" in sample.unavailable["disks"].detail
     assert len(sample.ib_ports) == 8  # sysfs still read
 
 
@@ -205,5 +210,61 @@ def test_real_read_of_this_machine_never_raises() -> None:
 
     assert sample.mem_total_bytes and sample.mem_total_bytes > 0
     assert sample.services == {"gf-never-running": False}
-    assert "disks:/gf-absent" in sample.unavailable
+    assert "/gf-absent is not a mount point" in sample.unavailable["disks"].detail
     assert os.path.ismount("/") and "/" in sample.disks
+
+
+def test_port_and_rail_failures_roll_up_under_their_field(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURE, root, symlinks=True)
+    (root / "sys/class/infiniband/mlx5_3/ports/1/rate").write_text("fast\n")
+    ids = gpu_bus_ids()
+    ids[2] = "garbage"
+
+    sample = read_host(root, [], gpu_pci_bus_ids=ids, probe=FakeProbe())
+
+    ib, rails = sample.unavailable["ib_ports"], sample.unavailable["rails"]
+    assert ib.status is ReadStatus.ERROR and "mlx5_3/1:rate: not a rate: 'fast'" in ib.detail
+    assert rails.status is ReadStatus.ERROR and "gpu2" in rails.detail
+    assert set(sample.unavailable) == {"ib_ports", "rails"}
+    assert len(sample.rails) == 8
+
+
+class TwoGpuBackend:
+    """Minimal GpuBackend: two GPUs of the fixture, one whose PCI address is unknown."""
+
+    class Device:
+        def __init__(self, sample: GpuSample) -> None:
+            self._sample = sample
+
+        @property
+        def index(self) -> int:
+            return self._sample.index
+
+        def sample(self) -> GpuSample:
+            return self._sample
+
+    def system(self) -> SystemInfo:
+        return SystemInfo(gpu_count=2)
+
+    def devices(self) -> list[GpuDevice]:
+        ids = gpu_bus_ids()
+        return [
+            self.Device(GpuSample(index=6, pci_bus_id=ids[6])),
+            self.Device(GpuSample(index=7)),
+        ]
+
+    def drain_xid_events(self) -> list[XidEvent]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_host_reader_plugs_into_the_sweep_collector() -> None:
+    reader = HostReader(FIXTURE, required_services=[], probe=FakeProbe())
+
+    sample = collect_node("node-a", TwoGpuBackend(), FakeClock(), host_reader=reader)
+
+    assert sample.host is not None
+    assert sample.host.rails == {6: "mlx5_11/1"}  # GPU 7 has no address: no rail to map

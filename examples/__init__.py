@@ -1,0 +1,1 @@
+"""Runnable examples of gpufleet-supervised workloads (not part of the installed package)."""

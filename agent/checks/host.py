@@ -82,7 +82,7 @@ def _judge_disks(
         limit = p.host.disk_critical_fraction if critical else p.host.disk_warn_fraction
         out.append(finding(
             "disk_full", Severity.CRITICAL if critical else Severity.WARN,
-            f"{mount} is {used:.0%} full (limit {limit:.0%}). Free space: checkpoints, logs "
+            f"Mount {mount} is {used:.0%} full (limit {limit:.0%}). Free space: checkpoints, logs "
             "and caches fail to write on a full disk.",
             action=Action.DRAIN if critical else Action.NONE,
             mount=mount, used_fraction=round(used, 4), threshold=limit,

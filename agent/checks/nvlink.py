@@ -70,36 +70,46 @@ def check_nvlink_errors(
     sample: NodeSample, previous: NodeSample | None, policy: Policy
 ) -> list[Finding]:
     """Growth of per-link DL replay, recovery and CRC counters over the window."""
-    return run_per_gpu("nvlink_errors", ("nvlinks",), _judge_errors, sample, previous, policy)
+    # An unreadable `nvlinks` is reported once, by check_nvlink_state.
+    return run_per_gpu("nvlink_errors", (), _judge_errors, sample, previous, policy)
+
+
+_DL_COUNTERS = ("replay_errors", "recovery_errors", "crc_flit_errors", "crc_data_errors")
 
 
 def _growth(
-    links: tuple[NvLinkSample, ...], before: Mapping[int, NvLinkSample], attr: str
-) -> tuple[int, list[int]]:
-    """Summed growth of one counter over the links, and which links grew."""
-    total, grew = 0, []
+    links: tuple[NvLinkSample, ...], before: tuple[NvLinkSample, ...]
+) -> dict[str, tuple[int, list[int]]]:
+    """Per DL counter: summed growth over the links, and which links grew (one pass)."""
+    out: dict[str, tuple[int, list[int]]] = {}
+    earlier = {link.link: link for link in before}
     for link in links:
-        old = before.get(link.link)
-        if old is None:
+        old = earlier.get(link.link)
+        if old is None or old == link:  # unchanged links (the healthy case) cost one compare
             continue
-        d = delta(getattr(link, attr), getattr(old, attr))
-        if d:
-            total += d
-            grew.append(link.link)
-    return total, grew
+        for attr in _DL_COUNTERS:
+            d = delta(getattr(link, attr), getattr(old, attr))
+            if d:
+                total, grew = out.get(attr, (0, []))
+                out[attr] = (total + d, [*grew, link.link])
+    return out
 
 
 def _judge_errors(view: GpuView) -> list[Finding]:
     gpu, prev, limits = view.gpu, view.prev, view.limits
     if prev is None or view.elapsed_s is None or gpu.nvlinks is None or prev.nvlinks is None:
         return []
-    before = {link.link: link for link in prev.nvlinks}
+    if gpu.nvlinks is prev.nvlinks:
+        return []
+    growth = _growth(gpu.nvlinks, prev.nvlinks)
+    if not growth:
+        return []
     i, out = gpu.index, []
     for attr, label, threshold in (
         ("replay_errors", "replay", limits.nvlink_replay_critical_delta),
         ("recovery_errors", "recovery", limits.nvlink_recovery_critical_delta),
     ):
-        grown, grew = _growth(gpu.nvlinks, before, attr)
+        grown, grew = growth.get(attr, (0, []))
         if grown >= threshold:
             out.append(finding(
                 f"nvlink_{label}", Severity.CRITICAL,
@@ -108,8 +118,8 @@ def _judge_errors(view: GpuView) -> list[Finding]:
                 gpu=i, action=Action.RESET_GPU, errors=grown, links=",".join(map(str, grew)),
                 window_s=round(view.elapsed_s, 3), threshold=threshold,
             ))  # fmt: skip
-    flit, flit_links = _growth(gpu.nvlinks, before, "crc_flit_errors")
-    data, data_links = _growth(gpu.nvlinks, before, "crc_data_errors")
+    flit, flit_links = growth.get("crc_flit_errors", (0, []))
+    data, data_links = growth.get("crc_data_errors", (0, []))
     crc = flit + data
     if crc >= limits.nvlink_crc_warn_delta:
         per_s = crc / view.elapsed_s

@@ -72,7 +72,7 @@ def unreadable(
         return []
     names = ", ".join(name for name, _ in failed)
     details = "; ".join(f"{name}: {entry.detail or 'error'}" for name, entry in failed)
-    where = f"GPU {gpu}" if gpu is not None else "this node"
+    where = f"GPU {gpu}" if gpu is not None else "This node"
     evidence: dict[str, EvidenceValue] = {name: entry.detail or "error" for name, entry in failed}
     return [
         Finding(
@@ -96,7 +96,7 @@ def elapsed_between(sample: NodeSample, previous: NodeSample | None) -> float | 
 
 def same_gpu(gpu: GpuSample, prev: GpuSample | None) -> GpuSample | None:
     """`prev` when it is the same physical GPU (UUIDs agree where both are known), else None."""
-    if prev is None or prev.lost:
+    if prev is None or (prev.unavailable and prev.lost):
         return None
     if gpu.uuid is not None and prev.uuid is not None and gpu.uuid != prev.uuid:
         return None
@@ -124,9 +124,9 @@ def run_per_gpu(
     earlier = {g.index: g for g in previous.gpus} if previous is not None and elapsed else {}
     out: list[Finding] = []
     for gpu in sample.gpus:
-        if gpu.lost:
-            continue
         if gpu.unavailable:
+            if gpu.lost:
+                continue
             out.extend(unreadable(check, fields, gpu.unavailable, gpu.index))
         prev = same_gpu(gpu, earlier.get(gpu.index))
         view = GpuView(gpu, prev, elapsed if prev is not None else None, limits, policy)

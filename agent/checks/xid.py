@@ -141,7 +141,7 @@ def check_xid(sample: NodeSample, previous: NodeSample | None, policy: Policy) -
 
 def _judge(gpu: int | None, xid: int, events: list[XidEvent], policy: Policy) -> Finding:
     rule = rule_for(xid, policy)
-    where = f"GPU {gpu}" if gpu is not None else "a GPU of this node"
+    where = f"GPU {gpu}" if gpu is not None else "A GPU of this node"
     name = f" {rule.mnemonic}" if rule.mnemonic else ""
     times = f" ({len(events)} times)" if len(events) > 1 else ""
     message = f"{where}: XID {xid}{name}{times}: {rule.meaning}."

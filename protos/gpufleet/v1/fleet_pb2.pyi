@@ -618,14 +618,16 @@ class GateReason(_message.Message):
     def __init__(self, check: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ..., gpu: _Optional[int] = ..., message: _Optional[str] = ..., evidence_age_s: _Optional[float] = ..., evidence_id: _Optional[str] = ...) -> None: ...
 
 class NodeVerdict(_message.Message):
-    __slots__ = ("node", "admitted", "reasons")
+    __slots__ = ("node", "admitted", "reasons", "notes")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ADMITTED_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     node: str
     admitted: bool
     reasons: _containers.RepeatedCompositeFieldContainer[GateReason]
-    def __init__(self, node: _Optional[str] = ..., admitted: _Optional[bool] = ..., reasons: _Optional[_Iterable[_Union[GateReason, _Mapping]]] = ...) -> None: ...
+    notes: _containers.RepeatedCompositeFieldContainer[GateReason]
+    def __init__(self, node: _Optional[str] = ..., admitted: _Optional[bool] = ..., reasons: _Optional[_Iterable[_Union[GateReason, _Mapping]]] = ..., notes: _Optional[_Iterable[_Union[GateReason, _Mapping]]] = ...) -> None: ...
 
 class PreflightProgress(_message.Message):
     __slots__ = ("total", "done", "retesting", "phase", "node")

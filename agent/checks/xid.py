@@ -4,7 +4,10 @@ The catalog is data. Severity is DCGM's health-watch rating where DCGM rates the
 CRITICAL, WARN -> WARN; 48/74/79/95/119/120/140 always FAIL), otherwise NVSentinel's class (FATAL
 -> CRITICAL, NONFATAL -> WARN); pure-information events (45, 63, 154, 162, 163) are OK. The
 action is NVIDIA's catalog "immediate" bucket (IGNORE -> none, RESTART_BM -> reboot_node,
-CONTACT_SUPPORT -> service, NVLink workflows -> reset_gpu). An XID not in the catalog WARNs.
+CONTACT_SUPPORT -> service, NVLink workflows -> reset_gpu). Rows the sources leave blank (164,
+165, 167, 168, 171, 172) are our judgement: fatal-sounding errors CRITICAL, wear-out WARN/service.
+XIDs 144-150 are decoded by intrinfo in NVIDIA's sheet; without it they are judged as fatal (as
+NVSentinel does). An XID not in the catalog WARNs.
 The operator can change any entry with an `[xid.N]` policy section.
 """
 
@@ -81,7 +84,7 @@ _ROWS: tuple[tuple[int, str, Severity, Action, str], ...] = (
     (154, "GPU_RECOVERY_ACTION_CHANGED", OK, NONE, "the driver's recovery action changed"),
     (155, "NVLINK_SW_DEFINED_ERROR", CRIT, RESET, "NVLink software-defined error"),
     (156, "RESOURCE_RETIREMENT_EVENT", CRIT, RESET, "resource retirement event"),
-    (157, "RESOURCE_RETIREMENT_FAILURE", WARN, SERVICE, "resource retirement failure"),
+    (157, "RESOURCE_RETIREMENT_FAILURE", WARN, NONE, "resource retirement failure"),
     (158, "GPU_FATAL_TIMEOUT", CRIT, RESET, "fatal GPU timeout"),
     (162, "", OK, NONE, "power-smoothing circuitry re-engaged"),
     (163, "", OK, NONE, "power-smoothing circuitry disengaged"),

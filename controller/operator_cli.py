@@ -22,8 +22,9 @@ On failure exactly one line, starting "gpufleet: ", goes to stderr.
 
 Room for more commands: modules named in `EXTENSIONS` are imported when present and their
 `register(app: typer.Typer) -> None` is called; they may add commands to `run_app` (shown as
-`gpufleet run ...` once it has any) or their own sub-apps, and reuse `admin_session`-style
-helpers here (`session`, `emit_json`, `CliError`).
+`gpufleet run ...` once it has any) or add their own sub-apps, and reuse the helpers here:
+`session` (channel + one-line gRPC errors), `open_channel`, `call_metadata`, `failures`,
+`emit_json`, `CliError`.
 """
 
 from __future__ import annotations
@@ -536,12 +537,21 @@ def preflight_command(
 # ---------------------------------------------------------------- composition
 
 
+def load_extensions(target: typer.Typer, names: Sequence[str] = EXTENSIONS) -> list[str]:
+    """Import each named module that exists and call its `register(target)`; returns the
+    names loaded. A module that exists but fails to import or register raises."""
+    loaded = []
+    for name in names:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(target)
+            loaded.append(name)
+    return loaded
+
+
 @functools.cache
 def get_app() -> typer.Typer:
     """The CLI with every installed extension registered (done once)."""
-    for name in EXTENSIONS:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(app)
+    load_extensions(app)
     if run_app.registered_commands:
         app.add_typer(run_app, name="run")
     return app

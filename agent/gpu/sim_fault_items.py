@@ -17,12 +17,18 @@ Examples: `ecc_dbe@gpu3`, `xid79@gpu1+30s`, `thermal_slowdown@h100-n002/gpu0+1m;
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from agent.gpu.sim_faults import RULES, FaultKind, Param, ParamValue, SimFault, Target
+from agent.gpu.sim_faults import (
+    RULES,
+    FaultKind,
+    ParamValue,
+    SimFault,
+    convert_param,
+    rule_problems,
+)
 
 
 class FaultParseError(ValueError):
@@ -33,7 +39,6 @@ class FaultParseError(ValueError):
         self.problems = problems
 
 
-_NODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _STR_PARAM_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -46,46 +51,6 @@ def parse_duration(text: str) -> float:
     if not m:
         raise ValueError(f"bad time {text!r} (use e.g. 30, 30s, 500ms, 2m, 1.5h)")
     return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def convert_param(name: str, spec: Param, raw: object) -> tuple[ParamValue | None, str | None]:
-    """Convert a raw (text or TOML) value to the parameter's type: (value, problem)."""
-    value: ParamValue
-    try:
-        if spec.names is not None and isinstance(raw, str) and raw.lower() in spec.names:
-            value = spec.names[raw.lower()]
-        elif spec.kind is bool:
-            if isinstance(raw, bool):
-                value = raw
-            elif str(raw).lower() in _TRUE:
-                value = _TRUE[str(raw).lower()]
-            else:
-                return None, f"{name} must be true or false, not {raw!r}"
-        elif spec.kind is str:
-            value = str(raw)
-            if spec.choices is None and not _STR_PARAM_RE.fullmatch(value):
-                return None, f"{name} must be 1-64 of [A-Za-z0-9._-], not {raw!r}"
-        elif isinstance(raw, bool) or not isinstance(raw, int | float | str):
-            raise TypeError(raw)
-        elif spec.kind is int:
-            if isinstance(raw, float):
-                raise TypeError(raw)
-            value = int(raw)
-        else:
-            value = float(raw)
-    except (TypeError, ValueError):
-        names = f" or one of {', '.join(spec.names)}" if spec.names else ""
-        return None, f"{name} must be {spec.kind.__name__}{names}, not {raw!r}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return None, f"{name} must be finite, not {raw!r}"
-    if spec.choices is not None and value not in spec.choices:
-        return None, f"{name} must be one of {', '.join(map(str, spec.choices))}, not {raw!r}"
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    low = spec.low if spec.low is not None else -math.inf
-    high = spec.high if spec.high is not None else math.inf
-    if number and not low <= value <= high:  # type: ignore[operator]
-        return None, f"{name} must be in [{low:g}, {high:g}], not {raw!r}"
-    return value, None
 
 
 def build_fault(
@@ -123,24 +88,9 @@ def build_fault(
             problems.append(problem)
         elif converted is not None:
             params[name] = converted
-    problems += [
-        f"{kind} needs {n}=" for n, p in rule.params.items() if p.required and n not in raw
-    ]
-    if rule.target is Target.GPU and gpu is None:
-        problems.append(f"{kind} needs a GPU (e.g. {kind}@gpu0)")
-    if rule.target is Target.NODE and gpu is not None:
-        problems.append(f"{kind} applies to a node, not a GPU")
-    if kind is FaultKind.FABRIC_INCOMPLETE and {"state", "health"} <= raw.keys():
-        problems.append("fabric_incomplete takes state= or health=, not both")
-    if gpu is not None and gpu < 0:
-        problems.append(f"gpu must be >= 0, not {gpu}")
-    if node is not None and not _NODE_RE.fullmatch(node):
-        problems.append(f"bad node name {node!r}")
-    if at is not None and not (math.isfinite(at) and 0 <= at <= 1e9):
-        problems.append(f"at must be between 0 and 1e9 seconds, not {at!r}")
-    if problems:
-        return None, problems
-    return SimFault(kind, gpu=gpu, node=node, at=at, params=MappingProxyType(params)), []
+    fault = SimFault(kind, gpu=gpu, node=node, at=at, params=MappingProxyType(params))
+    problems += rule_problems(fault, given=raw.keys())
+    return (None, problems) if problems else (fault, [])
 
 
 def parse_fault_item(text: str) -> SimFault:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
@@ -166,11 +168,90 @@ def _fmt(value: ParamValue) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+_NODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_STR_PARAM_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def convert_param(name: str, spec: Param, raw: object) -> tuple[ParamValue | None, str | None]:
+    """Convert a raw (text or TOML) value to the parameter's type: (value, problem)."""
+    value: ParamValue
+    try:
+        if spec.names is not None and isinstance(raw, str) and raw.lower() in spec.names:
+            value = spec.names[raw.lower()]
+        elif spec.kind is bool:
+            if isinstance(raw, bool):
+                value = raw
+            elif str(raw).lower() in _TRUE:
+                value = _TRUE[str(raw).lower()]
+            else:
+                return None, f"{name} must be true or false, not {raw!r}"
+        elif spec.kind is str:
+            value = str(raw)
+            if spec.choices is None and not _STR_PARAM_RE.fullmatch(value):
+                return None, f"{name} must be 1-64 of [A-Za-z0-9._-], not {raw!r}"
+        elif isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise TypeError(raw)
+        elif spec.kind is int:
+            if isinstance(raw, float):
+                raise TypeError(raw)
+            value = int(raw)
+        else:
+            value = float(raw)
+    except (TypeError, ValueError):
+        names = f" or one of {', '.join(spec.names)}" if spec.names else ""
+        return None, f"{name} must be {spec.kind.__name__}{names}, not {raw!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, f"{name} must be finite, not {raw!r}"
+    if spec.choices is not None and value not in spec.choices:
+        return None, f"{name} must be one of {', '.join(map(str, spec.choices))}, not {raw!r}"
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    low = spec.low if spec.low is not None else -math.inf
+    high = spec.high if spec.high is not None else math.inf
+    if number and not low <= value <= high:  # type: ignore[operator]
+        return None, f"{name} must be in [{low:g}, {high:g}], not {raw!r}"
+    return value, None
+
+
+def rule_problems(fault: SimFault, given: Collection[str] | None = None) -> list[str]:
+    """Problems with a fault against its kind's rule: parameters, target, time. `given` names
+    the parameters that were supplied (default: those in `fault.params`)."""
+    rule, kind = RULES[fault.kind], fault.kind
+    problems: list[str] = []
+    for name, value in fault.params.items():
+        spec = rule.params.get(name)
+        if spec is None:
+            problems.append(
+                f"{kind} takes no parameter {name!r} (allowed: {', '.join(rule.params) or 'none'})"
+            )
+        elif (problem := convert_param(name, spec, value)[1]) is not None:
+            problems.append(problem)
+    given = fault.params.keys() if given is None else given
+    problems += [
+        f"{kind} needs {n}=" for n, p in rule.params.items() if p.required and n not in given
+    ]
+    if rule.target is Target.GPU and fault.gpu is None:
+        problems.append(f"{kind} needs a GPU (e.g. {kind}@gpu0)")
+    if rule.target is Target.NODE and fault.gpu is not None:
+        problems.append(f"{kind} applies to a node, not a GPU")
+    if kind is FaultKind.FABRIC_INCOMPLETE and {"state", "health"} <= set(given):
+        problems.append("fabric_incomplete takes state= or health=, not both")
+    if fault.gpu is not None and fault.gpu < 0:
+        problems.append(f"gpu must be >= 0, not {fault.gpu}")
+    if fault.node is not None and not _NODE_RE.fullmatch(fault.node):
+        problems.append(f"bad node name {fault.node!r}")
+    if fault.at is not None and not (math.isfinite(fault.at) and 0 <= fault.at <= 1e9):
+        problems.append(f"at must be between 0 and 1e9 seconds, not {fault.at!r}")
+    return problems
+
+
 def fault_problems(
     fault: SimFault, profile: SkuProfile, gpus: int, node_names: Collection[str] | None = None
 ) -> list[str]:
-    """Problems with a syntactically valid fault on a given fleet (SKU, GPU count, nodes)."""
-    problems: list[str] = []
+    """Every problem with a fault on a given fleet (its rule, then SKU, GPU count, nodes)."""
+    problems = rule_problems(fault)
+    if problems:
+        return problems
     if RULES[fault.kind].needs_fabric and not profile.has_fabric:
         problems.append(f"{fault.kind} does not apply to {profile.key} (no NVLink fabric state)")
     if fault.gpu is not None and fault.gpu >= gpus:

@@ -101,6 +101,7 @@ class SimGpu:
     def apply(self, fault: SimFault, t: float) -> None:
         """Apply a fault that fired at time t."""
         kind = fault.kind
+        self._nvlinks_cache = None
         if kind is FaultKind.ECC_DBE:
             count = fault.int_param("count")
             self.dbe_volatile += count
@@ -120,7 +121,6 @@ class SimGpu:
             self.model.start_thermal_slowdown(t, float(duration) if duration else None)
         elif kind is FaultKind.NVLINK_DOWN:
             self.links_up[fault.int_param("link")] = False
-            self._nvlinks_cache = None
         elif kind is FaultKind.NVLINK_ERRORS:
             self._link_error_rates.append((fault.int_param("link"), t, fault.float_param("rate")))
         elif kind is FaultKind.PCIE_WIDTH:

@@ -1,0 +1,1 @@
+"""Hand-written fakes of external systems, used by the tests (no mock patching)."""

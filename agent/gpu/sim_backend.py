@@ -99,9 +99,10 @@ class SimulatedBackend:
         self._start = clock.monotonic() if start is None else start
         self._wall0 = clock.time() - (clock.monotonic() - self._start)
         self._fleet_names = fleet_names
-        t = self._elapsed()
+        # The model starts at the simulation start, not at creation, so a backend a fleet
+        # creates late reads exactly as one created at the start would.
         self._load = node.load
-        self._gpus = [SimGpu(node, i, node.load, t) for i in range(node.gpu_count)]
+        self._gpus = [SimGpu(node, i, node.load, 0.0) for i in range(node.gpu_count)]
         self._devices: list[GpuDevice] = [SimDevice(self, i) for i in range(node.gpu_count)]
         self._host = SimHost(node)
         self._driver = DRIVER_VERSION
@@ -114,7 +115,7 @@ class SimulatedBackend:
         if shared_inbox is None and node.inbox:
             self._inbox = FaultInbox(node.inbox, self._deliver_from_inbox)
         for fault in node.faults:
-            self._schedule(fault, t)
+            self._schedule(fault, 0.0)
 
     # -- GpuBackend -----------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Faults for the simulated fleet: the kinds, their parameters (as data), and the item parser.
+"""The fault item syntax of the simulator, and its parser (kinds and rules: `sim_faults`).
 
 A fault item (used in `--simulate` specs, TOML `[[fault]]` tables and inbox files) reads
 

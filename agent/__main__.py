@@ -1,0 +1,5 @@
+"""`python -m agent` runs the agent CLI."""
+
+from agent.cli import main
+
+main()

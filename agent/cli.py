@@ -1,0 +1,80 @@
+"""`gpufleet-agent`: a one-shot health check and the node daemon (a thin composition root)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from agent.clock import SystemClock
+from agent.model import Severity
+from agent.node_setup import open_sources
+from agent.policy import PolicyError, load_policy
+from agent.render import report_json, report_tables
+from agent.sweep import Sweeper
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="gpufleet node agent: GPU and host health, metrics, burn-in, ranks.")
+
+SimulateOpt = Annotated[str | None, typer.Option(
+    "--simulate", envvar="GPUFLEET_SIMULATE",
+    help="Simulated GPUs instead of NVML, e.g. 'h100_sxm:fault=ecc_dbe@gpu3' or a TOML file.")]
+NodeOpt = Annotated[str | None, typer.Option("--node", envvar="GPUFLEET_NODE",
+                                             help="Node name (default: hostname).")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", envvar="GPUFLEET_POLICY",
+                                                help="Operator policy TOML overriding defaults.")]
+
+
+@app.callback()
+def _root() -> None:
+    """gpufleet node agent."""
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    print(f"gpufleet-agent: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+@app.command()
+def check(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    window: Annotated[float, typer.Option(
+        "--window", min=0.0, max=3600.0,
+        help="Watch this many seconds before judging: XIDs meanwhile count, rates over it.")] = 0.0,
+    policy: PolicyOpt = None,
+    simulate: SimulateOpt = None,
+    node: NodeOpt = None,
+) -> None:
+    """One-shot verdict of this node. Exit 0 OK, 1 WARN, 2 CRITICAL, 3 UNKNOWN (Nagios)."""
+    clock = SystemClock()
+    try:
+        loaded = load_policy(policy)
+    except PolicyError as exc:
+        raise _fail(Severity.UNKNOWN.exit_code, str(exc)) from exc
+    try:
+        sources = open_sources(simulate, node, clock)
+    except ValueError as exc:
+        raise _fail(Severity.UNKNOWN.exit_code, str(exc)) from exc
+    try:
+        report = Sweeper(sources.name, sources.backend, clock, loaded,
+                         sources.host_reader).observe(window)
+    finally:
+        sources.backend.close()
+    if json_out:
+        print(json.dumps(report_json(report, window), indent=2, default=str))
+    else:
+        Console(emoji=False, highlight=False).print(report_tables(report))
+    raise typer.Exit(report.verdict.exit_code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

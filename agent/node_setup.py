@@ -1,0 +1,42 @@
+"""Open this node's GPU backend and host reader: real NVML, or the simulator (`--simulate`)."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from agent.clock import Clock
+from agent.collect import HostReader
+from agent.gpu.backend import GpuBackend
+
+
+@dataclass
+class NodeSources:
+    """What a sweep reads from, and what the node calls itself."""
+
+    name: str
+    backend: GpuBackend
+    host_reader: HostReader
+    sku: str | None = None
+    nvlink_domain: str = ""
+    rack: str = ""
+
+
+def open_sources(simulate: str | None, node: str | None, clock: Clock) -> NodeSources:
+    """Build the sources. Raises ValueError with every problem of a bad simulation spec."""
+    if simulate:
+        from agent.gpu.simulated import build_simulated_backend, parse_sim_spec
+
+        spec = parse_sim_spec(simulate)
+        sim = build_simulated_backend(spec, node, clock)
+        topo = sim.topology()
+        return NodeSources(
+            name=sim.name, backend=sim, host_reader=lambda _gpus: sim.host_sample(),
+            sku=spec.sku, nvlink_domain=topo.nvlink_domain, rack=topo.rack,
+        )
+    from agent.gpu.nvml_backend import NvmlBackend
+    from agent.host.reader import HostReader as SysHostReader
+
+    backend = NvmlBackend(clock=clock)
+    return NodeSources(name=node or socket.gethostname(), backend=backend,
+                       host_reader=SysHostReader())

@@ -234,6 +234,14 @@ class SimulatedBackend:
             rails=self._host.rails,
         )
 
+    def check_fault(self, fault: SimFault) -> list[str]:
+        """Why a fault does not fit this node's SKU and GPUs (empty when it fits)."""
+        return fault_problems(fault, self._node.profile, self._node.gpu_count)
+
+    def enqueue(self, fault: SimFault) -> None:
+        """Hand over an already-validated fault from another thread (applied on the next read)."""
+        self._inbound.append(fault)
+
     # -- internals --------------------------------------------------------------------------------
 
     def _elapsed(self) -> float:
@@ -241,10 +249,6 @@ class SimulatedBackend:
 
     def _is_mine(self, node: str) -> bool:
         return node == self._node.name or node in self._node.aliases
-
-    def check_fault(self, fault: SimFault) -> list[str]:
-        """Why a fault does not fit this node's SKU and GPUs (empty when it fits)."""
-        return fault_problems(fault, self._node.profile, self._node.gpu_count)
 
     def _deliver_from_inbox(self, fault: SimFault) -> str | None:
         """Route an inbox fault: queue it if it is ours; a problem text if it fits nowhere."""
@@ -259,10 +263,6 @@ class SimulatedBackend:
             return "; ".join(problems)
         self.enqueue(fault)
         return None
-
-    def enqueue(self, fault: SimFault) -> None:
-        """Hand over an already-validated fault from another thread (applied on the next read)."""
-        self._inbound.append(fault)
 
     def _schedule(self, fault: SimFault, now: float) -> None:
         at = now if fault.at is None else fault.at

@@ -160,6 +160,7 @@ def init_parallel(env: LaunchEnv, ep_size: int, timeout_s: float, device: str = 
         world_size=env.world_size,
         timeout=timeout,
         pg_options=options,
+        device_id=dev if use_cuda else None,
     )
     ep_group = expert_dp_group = None
     if ep_size > 1:

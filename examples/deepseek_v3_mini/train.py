@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -41,6 +42,7 @@ from examples.deepseek_v3_mini.config import ConfigError, ModelConfig
 from examples.deepseek_v3_mini.data import SyntheticMarkovData, derive_seed
 from examples.deepseek_v3_mini.faults import FaultPlan
 from examples.deepseek_v3_mini.model import Transformer
+from examples.deepseek_v3_mini.moe import local_dispatch
 from examples.deepseek_v3_mini.parallel import (
     AllToAllDispatch,
     LaunchEnv,
@@ -139,11 +141,11 @@ def train(args: argparse.Namespace, env: LaunchEnv, cfg: ModelConfig) -> int:
     par = init_parallel(env, args.ep_size, args.pg_timeout_s, args.device)
     init_pg_s = time.perf_counter() - t_init
     local = local_expert_range(cfg.n_routed_experts, par.ep_size, par.ep_rank)
-    dispatch = AllToAllDispatch(par.ep_group, par.ep_size, local) if par.ep_size > 1 else None
-    torch.manual_seed(args.seed)  # identical initial weights on every rank
-    model = (Transformer(cfg, local, dispatch) if dispatch else Transformer(cfg, local)).to(
-        par.device
+    dispatch = (
+        AllToAllDispatch(par.ep_group, par.ep_size, local) if par.ep_size > 1 else local_dispatch
     )
+    torch.manual_seed(args.seed)  # identical initial weights on every rank
+    model = Transformer(cfg, local, dispatch).to(par.device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1
     )
@@ -219,7 +221,7 @@ def train(args: argparse.Namespace, env: LaunchEnv, cfg: ModelConfig) -> int:
                 seed=args.seed,
                 config_json=config_json,
                 keep=args.keep,
-                after_write=lambda s=step: faults.in_save(s, env.rank),  # type: ignore[misc]
+                after_write=functools.partial(faults.in_save, step, env.rank),
             )
             if env.rank == 0:
                 emit("checkpoint", rank=0, step=step, save_s=round(save_s, 4))

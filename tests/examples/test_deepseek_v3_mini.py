@@ -131,12 +131,11 @@ class Runner:
                 env["GPUFLEET_PROGRESS_SOCKET"] = str(self.socket_path)
             cmd = [sys.executable, "-m", "examples.deepseek_v3_mini.train"]
             cmd += [*(BASE_ARGS if args is None else args), "--ckpt-dir", str(self.ckpt), *extra]
-            with (logs / f"rank{rank}.out").open("wb") as out, (
-                logs / f"rank{rank}.err"
-            ).open("wb") as err:
-                procs.append(
-                    subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=err)
-                )
+            with (
+                (logs / f"rank{rank}.out").open("wb") as out,
+                (logs / f"rank{rank}.err").open("wb") as err,
+            ):
+                procs.append(subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=err))
         launch = Launch(procs, logs)
         self.launches.append(launch)
         return launch
@@ -231,7 +230,13 @@ def test_restart_after_a_rank_failure_continues_the_exact_trajectory(
     while first.procs[1].poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert first.procs[1].returncode == 17, first.tail()
-    first.kill()  # the supervisor's job: stop the survivor (it may already have died on gloo)
+    # Rank 0 finishes step 7 (rank 1 took part in it), then its step-8 collective fails; give
+    # it a bounded moment to print step 7, then stop the survivor as a supervisor would.
+    while first.procs[0].poll() is None and time.monotonic() < deadline:
+        if '"step": 7,' in first.stdout(0):
+            break
+        time.sleep(0.02)
+    first.kill()
     assert first.events(1, "fault")[0]["step"] == 8
     before = first.steps()
     assert max(before) == 7 and before == {s: reference.losses[s] for s in before}
@@ -300,9 +305,7 @@ def test_a_hung_rank_stops_progress_but_stays_alive() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_expert_parallel_matches_replicated_experts(
-    reference: Reference, runner: Runner
-) -> None:
+def test_expert_parallel_matches_replicated_experts(reference: Reference, runner: Runner) -> None:
     """EP=2 ships tokens over all-to-all; replicated experts compute the same function, so the
     losses agree up to float summation order."""
     args = list(BASE_ARGS)
@@ -315,3 +318,17 @@ def test_expert_parallel_matches_replicated_experts(
     assert launch.events(0, "start")[0]["ep_size"] == 1
     for step in range(1, 5):
         assert replicated[step] == pytest.approx(reference.losses[step], rel=1e-4, abs=1e-5)
+
+
+def test_one_rank_run_refuses_a_checkpoint_of_another_seed(runner: Runner) -> None:
+    args = ["--steps", "3", "--ckpt-every", "3", "--seed", "7", "--device", "cpu"]
+    first = runner.launch(world=1, args=args)
+    assert first.wait() == [0], first.tail()
+    assert sorted(first.steps()) == [1, 2, 3]
+    other_seed = ["--steps", "6", "--ckpt-every", "3", "--seed", "8", "--device", "cpu"]
+    second = runner.launch(world=1, args=other_seed)
+    assert second.wait() == [2]
+    assert "was written with --seed 7, not 8" in second.stderr(0)
+    assert second.stdout(0) == ""
+    found = latest_complete_checkpoint(runner.ckpt)
+    assert found is not None and found[0] == 3  # the refused run changed nothing

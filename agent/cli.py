@@ -71,6 +71,52 @@ def check(
     raise typer.Exit(report.verdict.exit_code)
 
 
+@app.command()
+def run(
+    controller: Annotated[str | None, typer.Option(
+        "--controller", envvar="GPUFLEET_CONTROLLER",
+        help="Controller HOST:PORT; without it the agent runs standalone.")] = None,
+    node: NodeOpt = None,
+    metrics_listen: Annotated[str, typer.Option(
+        "--metrics-listen", envvar="GPUFLEET_METRICS_LISTEN",
+        help="Where /metrics listens (dcgm-exporter's port is 9400).")] = "127.0.0.1:9400",
+    spool: Annotated[Path | None, typer.Option(
+        "--spool", envvar="GPUFLEET_SPOOL", help="Spool directory for reports.")] = None,
+    simulate: SimulateOpt = None,
+    interval: Annotated[float, typer.Option(
+        "--interval", envvar="GPUFLEET_INTERVAL", help="Seconds between sweeps.")] = 10.0,
+    policy: PolicyOpt = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", envvar="GPUFLEET_TLS_CERT")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", envvar="GPUFLEET_TLS_KEY")] = None,
+    tls_ca: Annotated[Path | None, typer.Option("--tls-ca", envvar="GPUFLEET_TLS_CA")] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", envvar="GPUFLEET_INSECURE",
+        help="Plaintext to a loopback controller (refused otherwise).")] = False,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", envvar="GPUFLEET_STATE_DIR",
+        help="Where rank logs and the progress socket live.")] = None,
+    workdir: Annotated[Path | None, typer.Option(
+        "--workdir", envvar="GPUFLEET_WORKDIR", help="Working directory of burn-ins.")] = None,
+) -> None:
+    """The node daemon: sweeps, /metrics, controller stream, directives."""
+    from agent.run_command import RunOptions, option_problems, run_daemon
+
+    options = RunOptions(controller, node, metrics_listen, spool, simulate, interval, tls_cert,
+                         tls_key, tls_ca, insecure, state_dir, workdir)
+    problems = option_problems(options)
+    try:
+        loaded = load_policy(policy)
+    except PolicyError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise _fail(2, "; ".join(problems))
+    try:
+        code = run_daemon(options, loaded)
+    except ValueError as exc:
+        raise _fail(2, str(exc)) from exc
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,108 @@
+"""`gpufleet-agent` through typer's runner and as a real process: verdicts, exit codes, metrics."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+
+runner = CliRunner()
+
+
+def _check(*args: str) -> tuple[int, dict[str, Any]]:
+    result = runner.invoke(app, ["check", "--json", *args])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_healthy_simulated_node_is_ok() -> None:
+    code, out = _check("--simulate", "h100_sxm")
+    assert code == 0
+    assert out["verdict"] == "ok" and out["findings"] == []
+    assert len(out["gpus"]) == 8
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "check", "gpu", "actions"),
+    [
+        ("ecc_dbe@gpu3", 2, "ecc_volatile_dbe", 3, {"reset_gpu", "drain"}),
+        ("xid79@gpu1", 2, "gpu_lost", 1, {"reboot_node"}),
+        ("thermal_slowdown@gpu2", 2, "temperature_slowdown", 2, {"drain"}),
+        ("pcie_width@gpu4", 1, "pcie_width_degraded", 4, {"none", "drain", "reset_gpu", "service"}),
+    ],
+)
+def test_fault_names_gpu_and_action(fault: str, code: int, check: str, gpu: int,
+                                    actions: set[str]) -> None:
+    exit_code, out = _check("--simulate", f"h100_sxm:fault={fault}")
+    assert exit_code == code
+    findings = {(f["check"], f["gpu"]): f for f in out["findings"]}
+    assert (check, gpu) in findings, out["findings"]
+    assert findings[(check, gpu)]["action"] in actions
+
+
+def test_bad_simulation_spec_is_unknown_with_every_problem() -> None:
+    result = runner.invoke(app, ["check", "--simulate", "h100_sxm:gpus=99,seed=x"])
+    assert result.exit_code == 3
+    assert "gpus" in result.output and "seed" in result.output
+
+
+def test_bad_policy_is_unknown(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[node]\nexpected_gpus = -1\nbogus = 1\n")
+    result = runner.invoke(app, ["check", "--simulate", "h100_sxm", "--policy", str(policy)])
+    assert result.exit_code == 3
+    assert "expected_gpus" in result.output and "bogus" in result.output
+
+
+def test_window_counts_xids_that_arrive_during_it() -> None:
+    code, out = _check("--simulate", "h100_sxm:fault=xid48@gpu5+1s", "--window", "1.5")
+    assert code == 2
+    assert any(f["check"] == "xid" and f["gpu"] == 5 for f in out["findings"])
+
+
+def test_human_table_names_the_faulty_gpu() -> None:
+    result = runner.invoke(app, ["check", "--simulate", "h100_sxm:fault=ecc_dbe@gpu3"])
+    assert result.exit_code == 2
+    assert "CRITICAL" in result.output and "ecc_volatile_dbe" in result.output
+
+
+def test_daemon_serves_dcgm_and_gpufleet_metrics() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--simulate", "h100_sxm:fault=ecc_dbe@gpu3",
+         "--metrics-listen", "127.0.0.1:0", "--interval", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"http://(127\.0\.0\.1:\d+)/metrics", line)
+        assert match, line
+        deadline = time.monotonic() + 20
+        body = ""
+        while time.monotonic() < deadline and "gpufleet_findings{" not in body:
+            body = urllib.request.urlopen(f"http://{match.group(1)}/metrics", timeout=5).read().decode()
+            time.sleep(0.2)
+        temp = [line for line in body.splitlines() if line.startswith("DCGM_FI_DEV_GPU_TEMP{")]
+        assert len(temp) == 8
+        for label in ("gpu=", "UUID=", "pci_bus_id=", "device=", "modelName=", "hostname="):
+            assert label in temp[0]
+        assert 'gpufleet_findings{check="ecc_volatile_dbe",gpu="3",severity="critical"}' in body
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
+
+
+def test_run_refuses_insecure_remote_controller() -> None:
+    result = runner.invoke(app, ["run", "--simulate", "h100_sxm", "--controller",
+                                 "10.0.0.1:50051", "--insecure"])
+    assert result.exit_code == 2
+    assert "refused for a non-loopback controller" in result.output

@@ -44,8 +44,9 @@ log = logging.getLogger(__name__)
 DB_FILE = "spool.db"
 LOCK_FILE = "spool.lock"
 _BATCH = 256
-_SALVAGE = "SELECT seq, priority, size, crc, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?"
-_PENDING = "SELECT seq, size, crc, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?"
+_AFTER = "FROM records WHERE seq > ? ORDER BY seq LIMIT ?"
+_SALVAGE = f"SELECT seq, priority, size, crc, CAST(body AS BLOB) {_AFTER}"
+_PENDING = f"SELECT seq, size, crc, CAST(body AS BLOB) {_AFTER}"
 _COUNTERS = ("dropped_reports", "dropped_events", "corrupt", "rejected")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -225,10 +226,15 @@ class Spool:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            if not isinstance(exc, sqlite3.OperationalError):
-                self._conn = self._rebuild(exc)
-                self._load()
+            self._failed(exc)
             raise SpoolError(f"spool {self.directory}: {exc}") from exc
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        """An I/O-level error is raised as SpoolError; a damaged file is rebuilt (salvaged)."""
+        if isinstance(exc, sqlite3.OperationalError):
+            raise SpoolError(f"spool {self.directory}: {exc}") from exc
+        self._conn = self._rebuild(exc)
+        self._load()
 
     def _set_meta(self, conn: sqlite3.Connection, **values: int) -> None:
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", values.items())
@@ -292,7 +298,11 @@ class Spool:
         cursor = after_seq
         while True:
             with self._lock:
-                rows = self._db().execute(_PENDING, (cursor, _BATCH)).fetchall()
+                try:
+                    rows = self._db().execute(_PENDING, (cursor, _BATCH)).fetchall()
+                except sqlite3.Error as exc:
+                    self._failed(exc)
+                    continue  # rebuilt from what was readable: read on from the cursor
             if not rows:
                 return
             for seq, size, crc, body in rows:

@@ -126,18 +126,19 @@ def test_byte_bound_holds(tmp_path: Path) -> None:
 
 def test_corrupt_tail_records_are_skipped_counted_and_removed(tmp_path: Path) -> None:
     with Spool(tmp_path) as spool:
-        for i in range(6):
+        for i in range(7):
             spool.append(report(float(i)))
     db = sqlite3.connect(tmp_path / DB_FILE)
     db.execute("UPDATE records SET body = X'00FFEE' WHERE seq = 5")  # wrong length and CRC
     db.execute("UPDATE records SET crc = crc + 1 WHERE seq = 6")  # right length, wrong CRC
+    db.execute("UPDATE records SET body = 'caf\u00e9' || body WHERE seq = 7")  # now TEXT
     db.commit()
     db.close()
     with Spool(tmp_path) as spool:
         assert [s for s, _ in decoded(spool)] == [1, 2, 3, 4]
-        assert spool.stats().corrupt == 2
+        assert spool.stats().corrupt == 3
         assert len(spool) == 4
-        assert spool.append(report(7.0)) == 7  # numbering is not reused
+        assert spool.append(report(8.0)) == 8  # numbering is not reused
 
 
 def test_an_unreadable_file_is_moved_aside_and_the_spool_keeps_working(tmp_path: Path) -> None:

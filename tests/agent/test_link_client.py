@@ -499,3 +499,24 @@ def test_bad_configuration_is_refused_up_front(tmp_path: Path) -> None:
             ControllerLink("127.0.0.1:1", spool, NodeIdentity(node="bad name", hostname="h"))
         with pytest.raises(ValueError, match="backoff"):
             LinkConfig(backoff_base_s=2.0, backoff_cap_s=1.0)
+
+
+async def test_submits_from_many_threads_arrive_once_each_in_seq_order(
+    tmp_path: Path, controller: Controller, links: Callable[..., ControllerLink]
+) -> None:
+    fake = controller.fake
+    spool = Spool(tmp_path)
+    link = links(controller.target, spool)
+
+    def submit(offset: int) -> list[int]:
+        return [link.submit_report(report(float(offset + i))) for i in range(50)]
+
+    per_thread = await asyncio.gather(*(asyncio.to_thread(submit, k * 1000) for k in range(4)))
+    seqs = [s for chunk in per_thread for s in chunk]
+    assert sorted(seqs) == list(range(1, 201))
+    assert all(chunk == sorted(chunk) for chunk in per_thread)  # each thread's order is kept
+    await eventually(lambda: len(spool) == 0, "all acked")
+    assert fake.received == list(range(1, 201))
+    sent = {s: m.report.sampled_at for s, m in fake.stored.items()}
+    for k, chunk in enumerate(per_thread):
+        assert [sent[s] for s in chunk] == [float(k * 1000 + i) for i in range(50)]

@@ -14,6 +14,7 @@ import math
 import os
 import socket
 import stat
+import struct
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -34,6 +35,21 @@ REQUIRED_FIELDS = (
 )  # fmt: skip
 
 
+_PASSCRED: int | None = getattr(socket, "SO_PASSCRED", None)
+_PEERCRED_TYPE: int | None = getattr(socket, "SCM_CREDENTIALS", None)
+_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+_CRED_SPACE = socket.CMSG_SPACE(_UCRED.size)
+
+
+def _sender_credentials(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int] | None:
+    """(pid, uid) from an SCM_CREDENTIALS control message, if the kernel attached one."""
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == _PEERCRED_TYPE and len(payload) >= _UCRED.size:
+            pid, uid, _gid = _UCRED.unpack_from(payload)
+            return pid, uid
+    return None
+
+
 class InvalidProgress(ValueError):
     """A datagram that is not a valid progress record; `reason` is a short stable label."""
 
@@ -48,7 +64,10 @@ class ProgressListenerError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class RankProgress:
-    """One validated progress record; `received_at` is the listener's monotonic clock."""
+    """One validated progress record. `received_at` is the listener's monotonic clock;
+    `sender_pid`/`sender_uid` are what the kernel says about the sender (Linux SO_PASSCRED, in
+    the listener's PID namespace, so they can differ from the self-reported `pid` of a rank in
+    a container), None where unavailable."""
 
     run_id: str
     attempt: int
@@ -61,6 +80,8 @@ class RankProgress:
     pid: int
     ts: float
     received_at: float
+    sender_pid: int | None = None
+    sender_uid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +117,9 @@ def _float_field(obj: Mapping[str, Any], key: str, low: float, high: float) -> f
     return number
 
 
-def parse_progress(data: bytes, received_at: float) -> RankProgress:
+def parse_progress(
+    data: bytes, received_at: float, sender: tuple[int, int] | None = None
+) -> RankProgress:
     """Validate one datagram into a RankProgress (raises InvalidProgress with a reason)."""
     if len(data) > MAX_DATAGRAM_BYTES:
         raise InvalidProgress("too_large", f"{len(data)} bytes > {MAX_DATAGRAM_BYTES}")
@@ -128,6 +151,8 @@ def parse_progress(data: bytes, received_at: float) -> RankProgress:
         pid=_int_field(obj, "pid", 1, _MAX_PID),
         ts=_float_field(obj, "ts", 0.0, math.inf),
         received_at=received_at,
+        sender_pid=sender[0] if sender else None,
+        sender_uid=sender[1] if sender else None,
     )
 
 
@@ -188,6 +213,8 @@ class ProgressListener:
         _claim_socket_path(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
+            if _PASSCRED is not None:
+                sock.setsockopt(socket.SOL_SOCKET, _PASSCRED, 1)
             sock.bind(str(self.path))
             os.chmod(self.path, socket_mode)
             self._inode = self.path.stat().st_ino
@@ -204,19 +231,22 @@ class ProgressListener:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                data = self._sock.recv(MAX_DATAGRAM_BYTES + 1)
+                data, ancillary, _flags, _addr = self._sock.recvmsg(
+                    MAX_DATAGRAM_BYTES + 1, _CRED_SPACE
+                )
             except TimeoutError:
                 continue
             except OSError:
                 if self._stopping.is_set():
                     return
                 continue
-            self.feed(data)
+            self.feed(data, _sender_credentials(ancillary))
 
-    def feed(self, data: bytes) -> RankProgress | None:
-        """Validate and record one datagram as if received; returns the record or None."""
+    def feed(self, data: bytes, sender: tuple[int, int] | None = None) -> RankProgress | None:
+        """Validate and record one datagram as if received from `sender` (pid, uid); returns
+        the record, or None when it was invalid."""
         try:
-            record = parse_progress(data, self._clock.monotonic())
+            record = parse_progress(data, self._clock.monotonic(), sender)
         except InvalidProgress as exc:
             with self._lock:
                 self._invalid[exc.reason] += 1

@@ -95,6 +95,8 @@ def test_report_reaches_listener_with_identity_and_values(sock_dir: Path) -> Non
     last = latest[("run-a", 3)]
     assert (last.attempt, last.rank, last.local_rank, last.step) == (2, 3, 1, 3)
     assert last.loss == 1.0 / 3  # exact: JSON carries the repr of the float
+    if sys.platform == "linux":
+        assert last.sender_pid == os.getpid()
     assert (last.step_time_s, last.tokens, last.pid) == (0.02 * 3, 192, os.getpid())
     assert [r.step for r in seen] == [1, 2, 3]
     assert abs(last.ts - time.time()) < 60
@@ -117,6 +119,8 @@ def test_reporter_in_another_process_reports_its_own_pid(sock_dir: Path) -> None
         assert wait_for(lambda: ("run-a", 0) in listener.latest())
         record = listener.latest()[("run-a", 0)]
     assert record.step == 5 and record.pid != os.getpid()
+    if sys.platform == "linux":  # the kernel vouches for the sender; the rank's word is extra
+        assert (record.sender_pid, record.sender_uid) == (record.pid, os.getuid())
 
 
 def test_reporter_imports_nothing_but_the_stdlib() -> None:
@@ -261,7 +265,7 @@ def test_latest_prefers_newer_attempts_and_history_is_bounded(sock_dir: Path) ->
     assert latest[("ds-v3", 1)].step == 21
     assert latest[("ds-v3", 0)].attempt == 2
     assert [r.step for r in recent] == [25, 21, 10]
-    assert recent[0].received_at == clock.monotonic()
+    assert recent[0].received_at == clock.monotonic() and recent[0].sender_pid is None
     assert [r.step for r in listener.recent(limit=1)] == [10]
     assert listener.recent(limit=0) == []
 

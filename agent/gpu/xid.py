@@ -180,6 +180,7 @@ class KernelLogXidScanner:
         self.errors = 0
         self.overruns = 0  # /dev/kmsg records overwritten before we read them
         self.last_error = ""
+        self._open()  # "the end" is where the log was when we started, not at the first poll
 
     @property
     def available(self) -> bool:

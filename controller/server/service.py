@@ -1,0 +1,410 @@
+"""FleetService: the controller's core, shared by the agent stream, the admin API and the
+run supervisor.
+
+It owns the store workers (writer and reader threads), the ingest pipeline, the live streams
+and the directive hub; it applies lifecycle moves decided by the pure lifecycle, and runs the
+heartbeat check. Everything here runs on the event loop; SQLite work runs on the store threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from controller.clock import Clock
+from controller.fleet.fleet_checks import stale_nodes
+from controller.fleet.lifecycle import NodeEvent, NodeState
+from controller.metrics import ControllerMetrics
+from controller.store import (
+    FleetStore,
+    Inbound,
+    NodeRow,
+    Registration,
+    StaleState,
+    StoreError,
+    TransitionRow,
+)
+from controller.store.codec import identity_from_hello
+from protos.gpufleet.v1 import fleet_pb2
+
+from .decisions import command_move, moves_for_lost_heartbeats
+from .directives import DirectiveHub, DirectiveOutcome, NotConnected
+from .ingest import Committed, IngestPipeline
+from .store_worker import StoreWorker
+from .streams import DirectiveBacklog, StreamRegistry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class UnknownNode(LookupError):
+    """No node of that name is registered."""
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Tunables of the service (the CLI fills them from the config)."""
+
+    controller_id: str = "gpufleet-controller"
+    report_interval_s: float = 1.0
+    heartbeat_timeout_s: float = 30.0
+    heartbeat_check_s: float = 5.0
+    queue_size: int = 8192
+    max_batch: int = 1024
+    batch_linger_s: float = 0.002
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A message from a node, after it was committed (durable) or on receipt (ephemeral)."""
+
+    node: str
+    msg: fleet_pb2.AgentMessage
+    evidence_id: int | None
+    durable: bool
+
+
+class FleetService:
+    """The fleet as the controller knows it, and the only way to change it."""
+
+    def __init__(
+        self,
+        writer: StoreWorker,
+        reader: StoreWorker,
+        clock: Clock,
+        metrics: ControllerMetrics,
+        settings: ServiceSettings = ServiceSettings(),
+    ) -> None:
+        self._writer = writer
+        self._reader = reader
+        self.clock = clock
+        self.metrics = metrics
+        self.settings = settings
+        self.streams = StreamRegistry()
+        self.directives = DirectiveHub(clock)
+        self._states: dict[str, NodeState] = {}
+        self._last_seen: dict[str, float] = {}
+        self._lost: set[str] = set()
+        self._listeners: list[Callable[[Delivered], None]] = []
+        self._transition_listeners: list[Callable[[TransitionRow], None]] = []
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self.pipeline = IngestPipeline(
+            writer, clock, on_commit=self._on_commit, on_failure=self._on_failure,
+            unreachable=self._unreachable, max_queue=settings.queue_size,
+            max_batch=settings.max_batch, linger_s=settings.batch_linger_s,
+        )
+        metrics.bind_node_states(self.state_counts)
+        metrics.bind_queue_depth(self.pipeline.depth)
+
+    @classmethod
+    def open(
+        cls, db_path: str, clock: Clock, metrics: ControllerMetrics,
+        settings: ServiceSettings = ServiceSettings(),
+    ) -> FleetService:
+        """A service on the database at `db_path` (created and migrated if needed)."""
+        writer = StoreWorker(FleetStore.open(db_path), "store-writer")
+        reader = StoreWorker(FleetStore.open(db_path, readonly=True), "store-reader")
+        return cls(writer, reader, clock, metrics, settings)
+
+    # ------------------------------------------------------------------ life
+
+    async def start(self) -> None:
+        """Load node states, start ingest and the heartbeat check.
+
+        Every known node gets a full heartbeat timeout from now to reconnect, so a controller
+        restart does not mark the fleet unreachable.
+        """
+        states = await self._reader.call(FleetStore.all_states)
+        now = self.clock.time()
+        self._states = {name: NodeState(state) for name, state in states.items()}
+        self._last_seen = dict.fromkeys(self._states, now)
+        self._lost = {n for n, s in self._states.items() if s is NodeState.UNREACHABLE}
+        self.pipeline.start()
+        if self.settings.heartbeat_check_s > 0:
+            self._heartbeat_task = asyncio.get_running_loop().create_task(
+                self._heartbeat_loop(), name="heartbeat"
+            )
+
+    async def stop(self) -> None:
+        """Stop the heartbeat, commit what is queued, close the store threads."""
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
+        await self.pipeline.close()
+        self._reader.close()
+        self._writer.close()
+
+    # ------------------------------------------------------------------ listeners
+
+    def add_listener(self, callback: Callable[[Delivered], None]) -> None:
+        """Call `callback` for every newly stored message and every ephemeral one."""
+        self._listeners.append(callback)
+
+    def add_transition_listener(self, callback: Callable[[TransitionRow], None]) -> None:
+        """Call `callback` after every committed lifecycle transition."""
+        self._transition_listeners.append(callback)
+
+    def _notify(self, delivered: Delivered) -> None:
+        for callback in self._listeners:
+            try:
+                callback(delivered)
+            except Exception:
+                log.exception("listener failed on a message from %s", delivered.node)
+
+    def _notify_transition(self, row: TransitionRow) -> None:
+        self._states[row.node] = NodeState(row.to_state)
+        if row.to_state == NodeState.UNREACHABLE:
+            self._lost.add(row.node)
+        for callback in self._transition_listeners:
+            try:
+                callback(row)
+            except Exception:
+                log.exception("transition listener failed for %s", row.node)
+
+    # ------------------------------------------------------------------ agent side
+
+    def note_seen(self, node: str) -> None:
+        """Record that `node` just sent something (for the heartbeat check)."""
+        self._last_seen[node] = self.clock.time()
+        self._lost.discard(node)
+
+    async def register(self, node: str, hello: fleet_pb2.Hello) -> Registration:
+        """Store a node's Hello and apply the `registered` lifecycle event."""
+        identity = identity_from_hello(node, hello)
+        now = self.clock.time()
+
+        def work(store: FleetStore) -> tuple[Registration, TransitionRow | None]:
+            with store.transaction():
+                registration = store.register_node(identity, now)
+                move = command_move(node, NodeState(registration.state), NodeEvent.REGISTERED,
+                                    "agent said hello")
+                row = None
+                if move is not None:
+                    row = store.record_transition(node, move.from_state, move.to_state,
+                                                  cause=move.cause, actor="controller", at=now)
+                return registration, row
+
+        registration, row = await self._writer.call(work)
+        self._states.setdefault(node, NodeState(registration.state))
+        if row is not None:
+            self._notify_transition(row)
+        self.note_seen(node)
+        self.metrics.ingest_messages.labels("hello").inc()
+        return registration
+
+    async def submit(self, item: Inbound) -> None:
+        """Queue a validated durable message for storage (waits when the queue is full)."""
+        await self.pipeline.submit(item)
+
+    def deliver_ephemeral(self, node: str, msg: fleet_pb2.AgentMessage) -> None:
+        """Handle a seq == 0 message: never stored, passed to listeners at once."""
+        self.metrics.ingest_messages.labels("ephemeral").inc()
+        if msg.WhichOneof("body") == "result":
+            result = msg.result
+            self.directives.resolve(DirectiveOutcome(
+                result.directive_id, node, result.ok, "result", result.message, None, result))
+        self._notify(Delivered(node, msg, None, durable=False))
+
+    def _unreachable(self) -> frozenset[str]:
+        return frozenset(self._lost)
+
+    def _on_commit(self, committed: Committed) -> None:
+        batch = committed.batch
+        for node, seq in batch.max_seq.items():
+            stream = self.streams.get(node)
+            if stream is not None:
+                stream.offer_ack(seq)
+        observe = self.metrics.ingest_latency.observe
+        done = committed.committed_mono
+        for inbound in committed.items:
+            observe(done - inbound.received_mono)
+        self.metrics.batch_messages.observe(len(committed.items))
+        kinds = Counter(item.kind for item in batch.stored)
+        for kind, n in kinds.items():
+            self.metrics.ingest_messages.labels(kind).inc(n)
+        if batch.duplicates:
+            self.metrics.ingest_messages.labels("duplicate").inc(batch.duplicates)
+        for _move, row in committed.transitions:
+            self._notify_transition(row)
+        by_key = {(i.node, i.msg.seq): i.msg for i in committed.items}
+        for stored in batch.stored:
+            msg = by_key.get((stored.node, stored.seq))
+            if stored.directive_id:
+                result = msg.result if msg is not None and stored.kind == "result" else None
+                ok = result.ok if result is not None else True
+                self.directives.resolve(DirectiveOutcome(
+                    stored.directive_id, stored.node, ok, "report" if result is None else "result",
+                    result.message if result is not None else f"verdict {stored.verdict}",
+                    stored.evidence_id, result,
+                ))
+            if self._listeners and msg is not None:
+                self._notify(Delivered(stored.node, msg, stored.evidence_id, durable=True))
+
+    def _on_failure(self, items: list[Inbound], exc: BaseException) -> None:
+        for node in {item.node for item in items}:
+            stream = self.streams.get(node)
+            if stream is not None:
+                stream.end(grpc.StatusCode.UNAVAILABLE,
+                           f"the controller could not store messages ({type(exc).__name__}); "
+                           "reconnect and replay")
+
+    # ------------------------------------------------------------------ directives
+
+    def send_directive(self, node: str, directive: fleet_pb2.Directive) -> str:
+        """Queue `directive` for `node`'s agent; return its id.
+
+        Raises NotConnected when the node has no live stream, DirectiveBacklog when its
+        outbound queue is full.
+        """
+        stream = self.streams.get(node)
+        if stream is None:
+            raise NotConnected(f"{node} is not connected")
+        directive_id = self.directives.prepare(node, directive)
+        try:
+            stream.push_directive(directive)
+        except DirectiveBacklog:
+            self.directives.forget(directive_id)
+            raise
+        self.metrics.directives.labels(directive.WhichOneof("kind") or "none").inc()
+        return directive_id
+
+    async def wait_directive(self, directive_id: str, timeout_s: float) -> DirectiveOutcome:
+        """Await the answer to a directive; raises TimeoutError after `timeout_s`."""
+        return await self.directives.wait(directive_id, timeout_s)
+
+    async def call_directive(
+        self, node: str, directive: fleet_pb2.Directive, timeout_s: float
+    ) -> DirectiveOutcome:
+        """Send a directive and await its answer."""
+        return await self.wait_directive(self.send_directive(node, directive), timeout_s)
+
+    # ------------------------------------------------------------------ commands
+
+    async def apply_event(
+        self, node: str, event: NodeEvent, *, cause: str, actor: str,
+        evidence_id: int | None = None, audit: dict[str, str] | None = None,
+    ) -> TransitionRow | None:
+        """Apply a lifecycle command to `node`; None when it changes nothing.
+
+        Raises UnknownNode, or IllegalTransition when the node's state does not allow it.
+        With `audit`, the action is written to the audit log in the same transaction.
+        """
+        at = self.clock.time()
+
+        def work(store: FleetStore) -> TransitionRow | None:
+            with store.transaction():
+                row = store.node(node)
+                if row is None:
+                    raise UnknownNode(node)
+                move = command_move(node, NodeState(row.state), event, cause, evidence_id)
+                if audit is not None:
+                    store.audit(actor, event.value, node, at, audit)
+                if move is None:
+                    return None
+                return store.record_transition(node, move.from_state, move.to_state,
+                                               cause=cause, actor=actor, at=at,
+                                               evidence_id=evidence_id)
+
+        row = await self._writer.call(work)
+        if row is not None:
+            self._notify_transition(row)
+        return row
+
+    async def drain(self, node: str, reason: str, actor: str) -> TransitionRow | None:
+        """Operator drain (audit-logged); tells a connected agent with SetDrain."""
+        row = await self.apply_event(node, NodeEvent.OPERATOR_DRAIN,
+                                     cause=f"drained by {actor}: {reason}", actor=actor,
+                                     audit={"reason": reason})
+        self._tell_drain(node, True, reason)
+        return row
+
+    async def undrain(self, node: str, reason: str, actor: str) -> TransitionRow | None:
+        """Operator undrain (audit-logged): the node must pass preflight again."""
+        row = await self.apply_event(node, NodeEvent.OPERATOR_UNDRAIN,
+                                     cause=f"undrained by {actor}: {reason}", actor=actor,
+                                     audit={"reason": reason})
+        self._tell_drain(node, False, reason)
+        return row
+
+    def _tell_drain(self, node: str, drained: bool, reason: str) -> None:
+        directive = fleet_pb2.Directive(set_drain=fleet_pb2.SetDrain(drained=drained,
+                                                                     reason=reason))
+        with contextlib.suppress(NotConnected, DirectiveBacklog):
+            directive_id = self.send_directive(node, directive)
+            self.directives.forget(directive_id)  # best effort: nobody awaits the answer
+
+    # ------------------------------------------------------------------ heartbeat
+
+    async def check_heartbeats(self) -> list[TransitionRow]:
+        """Mark nodes silent for longer than the heartbeat timeout unreachable."""
+        timeout = self.settings.heartbeat_timeout_s
+        watched = {n: t for n, t in self._last_seen.items() if n not in self._lost}
+        stale = stale_nodes(watched, self.clock.time(), timeout)
+        if not stale:
+            return []
+        at = self.clock.time()
+
+        def work(store: FleetStore) -> list[TransitionRow]:
+            rows: list[TransitionRow] = []
+            with store.transaction():
+                states = {n: NodeState(s) for n, s in store.states(stale).items()}
+                for move in moves_for_lost_heartbeats(states, stale, timeout):
+                    with contextlib.suppress(StaleState):
+                        rows.append(store.record_transition(
+                            move.node, move.from_state, move.to_state, cause=move.cause,
+                            actor="controller", at=at))
+            return rows
+
+        rows = await self._writer.call(work)
+        self._lost.update(stale)
+        for row in rows:
+            self._notify_transition(row)
+        return rows
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_check_s)
+            try:
+                await self.check_heartbeats()
+            except (StoreError, OSError):
+                log.exception("heartbeat check failed")
+
+    # ------------------------------------------------------------------ reads
+
+    async def read(self, fn: Callable[[FleetStore], T]) -> T:
+        """Run a read-only query on the reader thread."""
+        return await self._reader.call(fn)
+
+    async def node(self, name: str) -> NodeRow:
+        """One node; raises UnknownNode."""
+        row = await self.read(lambda store: store.node(name))
+        if row is None:
+            raise UnknownNode(name)
+        return row
+
+    def connected(self, node: str) -> bool:
+        """Whether `node` has a live stream."""
+        return node in self.streams
+
+    def state_of(self, node: str) -> NodeState | None:
+        """The cached lifecycle state of `node`."""
+        return self._states.get(node)
+
+    def state_counts(self) -> Mapping[str, int]:
+        """Nodes per lifecycle state (every state listed)."""
+        counts = dict.fromkeys((s.value for s in NodeState), 0)
+        for state in self._states.values():
+            counts[state.value] += 1
+        return counts
+
+
+__all__ = ["Delivered", "FleetService", "ServiceSettings", "UnknownNode"]

@@ -1,0 +1,115 @@
+"""Per-node outbound side of the agent streams: cumulative acks and directives, in order.
+
+Each live stream has one sender task, so writes to a stream never overlap. Acks collapse: only
+the highest pending one is sent. A newer stream for the same node replaces the older one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from protos.gpufleet.v1 import fleet_pb2
+
+MAX_PENDING_DIRECTIVES = 256
+
+
+class DirectiveBacklog(RuntimeError):
+    """A node's outbound directive queue is full."""
+
+
+class NodeStream:
+    """The controller's handle on one node's live stream."""
+
+    def __init__(
+        self,
+        node: str,
+        write: Callable[[fleet_pb2.ControllerMessage], Awaitable[None]],
+        *,
+        max_directives: int = MAX_PENDING_DIRECTIVES,
+    ) -> None:
+        self.node = node
+        self._write = write
+        self._max_directives = max_directives
+        self._ack_pending = 0
+        self.acked = 0
+        self._directives: deque[fleet_pb2.Directive] = deque()
+        self._wake = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.end_code = grpc.StatusCode.ABORTED
+        self.end_message = ""
+
+    def offer_ack(self, seq: int) -> None:
+        """Acknowledge (cumulatively) everything up to `seq`; only increases are sent."""
+        if seq > self._ack_pending and seq > self.acked:
+            self._ack_pending = seq
+            self._wake.set()
+
+    def push_directive(self, directive: fleet_pb2.Directive) -> None:
+        """Queue a directive for the agent; raise DirectiveBacklog when the queue is full."""
+        if len(self._directives) >= self._max_directives:
+            raise DirectiveBacklog(
+                f"{self.node} has {len(self._directives)} undelivered directives"
+            )
+        self._directives.append(directive)
+        self._wake.set()
+
+    def undelivered(self) -> list[fleet_pb2.Directive]:
+        """Take the directives that were never written to the stream."""
+        out = list(self._directives)
+        self._directives.clear()
+        return out
+
+    def end(self, code: grpc.StatusCode, message: str) -> None:
+        """Ask the stream's handler to finish the RPC with `code`."""
+        if not self.ended.is_set():
+            self.end_code = code
+            self.end_message = message
+            self.ended.set()
+
+    async def run_sender(self) -> None:
+        """Write pending acks and directives until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._ack_pending > self.acked:
+                seq = self._ack_pending
+                await self._write(fleet_pb2.ControllerMessage(ack=fleet_pb2.Ack(seq=seq)))
+                self.acked = max(self.acked, seq)
+            while self._directives:
+                directive = self._directives[0]
+                await self._write(fleet_pb2.ControllerMessage(directive=directive))
+                self._directives.popleft()
+
+
+class StreamRegistry:
+    """The live stream of every connected node."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, NodeStream] = {}
+
+    def attach(self, stream: NodeStream) -> NodeStream | None:
+        """Make `stream` the node's live stream; end and return the one it replaces."""
+        old = self._streams.get(stream.node)
+        self._streams[stream.node] = stream
+        if old is not None:
+            old.end(grpc.StatusCode.ABORTED, "replaced by a newer stream for the same node")
+        return old
+
+    def detach(self, stream: NodeStream) -> None:
+        """Forget `stream` if it is still the node's live one."""
+        if self._streams.get(stream.node) is stream:
+            del self._streams[stream.node]
+
+    def get(self, node: str) -> NodeStream | None:
+        """The node's live stream, or None."""
+        return self._streams.get(node)
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._streams
+
+    def __len__(self) -> int:
+        return len(self._streams)

@@ -11,6 +11,7 @@ import pynvml as real
 import pytest
 
 from agent.clock import FakeClock
+from agent.gpu.backend import GpuBackend, GpuDevice
 from agent.gpu.nvml_backend import NvmlBackend
 from agent.gpu.nvml_device import SAMPLE_FIELDS
 from agent.model import GpuSample, ReadStatus, Unavailable
@@ -50,6 +51,17 @@ def sweep(backend: NvmlBackend) -> list[GpuSample]:
 
 def statuses(sample: GpuSample) -> dict[str, ReadStatus]:
     return {k: u.status for k, u in sample.unavailable.items()}
+
+
+def as_gpu_backend(backend: NvmlBackend) -> GpuBackend:
+    return backend  # mypy checks NvmlBackend (and NvmlDevice) against the seam's Protocols
+
+
+def test_backend_implements_the_gpu_seam(make_backend: MakeBackend) -> None:
+    backend = as_gpu_backend(make_backend(h100_node(2)))
+    devices: list[GpuDevice] = backend.devices()
+    assert [d.index for d in devices] == [0, 1]
+    assert devices[1].sample().index == 1
 
 
 def test_sample_fields_cover_every_gpu_sample_field() -> None:

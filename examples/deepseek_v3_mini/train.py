@@ -135,6 +135,28 @@ def _resume_point(ckpt_dir: Path, par: Parallel) -> int:
     return int(step.item())
 
 
+def train_step(
+    model: Transformer, optimizer: torch.optim.Optimizer, par: Parallel, tokens: torch.Tensor
+) -> float:
+    """One optimizer step on this rank's batch; returns the language-model loss averaged over
+    ranks. The loss and the experts' token counts ride along the gradient all-reduce, and the
+    global counts drive the routing-bias update (the same on every rank)."""
+    named = list(model.named_parameters())
+    moe = model.moe_layers()
+    optimizer.zero_grad(set_to_none=True)
+    total, lm = model.loss(tokens)
+    total.backward()  # type: ignore[no-untyped-call]
+    loads = [m.last_load.float() for m in moe if m.last_load is not None]
+    extra = torch.cat([lm.view(1), *[load.flatten() for load in loads]])
+    summed = sync_gradients(named, par, extra)
+    clip_grad_norm(named, par, 1.0)
+    optimizer.step()
+    if moe and model.cfg.bias_update_speed > 0:
+        for layer, load in zip(moe, summed[1:].view(len(moe), -1), strict=True):
+            layer.gate.update_bias(load)
+    return float(summed[0]) / par.env.world_size
+
+
 def train(args: argparse.Namespace, env: LaunchEnv, cfg: ModelConfig) -> int:
     """The training loop proper; returns the exit code."""
     t_init = time.perf_counter()
@@ -149,7 +171,6 @@ def train(args: argparse.Namespace, env: LaunchEnv, cfg: ModelConfig) -> int:
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1
     )
-    named = list(model.named_parameters())
     config_json = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
     resume = _resume_point(args.ckpt_dir, par)
     restored = None
@@ -189,23 +210,12 @@ def train(args: argparse.Namespace, env: LaunchEnv, cfg: ModelConfig) -> int:
         load_s=round(restored.load_s, 4) if restored else None,
         process_age_s=_process_age_s(),
     )
-    moe = model.moe_layers()
     model.train()
     for step in range(resume + 1, args.steps + 1):
         faults.before_step(step, env.rank)
         t0 = time.perf_counter()
         tokens = data.batch(step, env.rank).to(par.device)
-        optimizer.zero_grad(set_to_none=True)
-        total, lm = model.loss(tokens)
-        total.backward()  # type: ignore[no-untyped-call]
-        loads = torch.stack([m.last_load for m in moe if m.last_load is not None]).float()
-        summed = sync_gradients(named, par, torch.cat([lm.view(1), loads.flatten()]))
-        clip_grad_norm(named, par, 1.0)
-        optimizer.step()
-        if cfg.bias_update_speed > 0:
-            for layer, load in zip(moe, summed[1:].view(len(moe), -1), strict=True):
-                layer.gate.update_bias(load)
-        loss = float(summed[0]) / env.world_size
+        loss = train_step(model, optimizer, par, tokens)
         step_time = time.perf_counter() - t0
         if env.rank == 0:
             line = {"step": step, "loss": loss, "step_time_s": round(step_time, 6)}

@@ -5,6 +5,8 @@ strings at most 4 KiB of UTF-8 (stderr_tail 16 KiB), at most 256 findings (the m
 kept), 64 GPUs per report and 32 evidence entries per finding. A message over those bounds would
 end the stream with INVALID_ARGUMENT on every replay, so it is trimmed here rather than refused.
 Node names that the controller would refuse are a configuration error: `hello_to_proto` raises.
+The reverse direction (controller -> agent) is `directive_from_proto`, re-exported from
+`agent.link.directives`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 import re
 
 from agent.burnin.spec import BurnInResult
-from agent.link.directives import directive_from_proto
+from agent.link.directives import directive_from_proto as directive_from_proto
 from agent.link.types import DirectiveResult, NodeIdentity, ProgressRecord, RankExit
 from agent.model import (
     Action,
@@ -26,30 +28,6 @@ from agent.model import (
     worst_severity,
 )
 from protos.gpufleet.v1 import fleet_pb2
-
-__all__ = [
-    "MAX_EVIDENCE",
-    "MAX_FINDINGS",
-    "MAX_GPUS",
-    "MAX_STDERR_BYTES",
-    "MAX_STRING_BYTES",
-    "action_from_proto",
-    "action_to_proto",
-    "burnin_to_proto",
-    "directive_from_proto",
-    "finding_from_proto",
-    "finding_to_proto",
-    "hello_to_proto",
-    "progress_to_proto",
-    "rank_exit_to_proto",
-    "report_to_proto",
-    "result_to_proto",
-    "severity_from_proto",
-    "severity_to_proto",
-    "validate_node_name",
-    "xid_from_proto",
-    "xid_to_proto",
-]
 
 MAX_STRING_BYTES = 4096
 MAX_STDERR_BYTES = 16384

@@ -37,23 +37,24 @@ from pathlib import Path
 from typing import Literal
 
 from agent.link.drop_policy import Entry, Priority, SpoolLimits, plan_drops
+from agent.link.spool_file import (
+    BATCH,
+    COUNTERS,
+    DB_FILE,
+    INSERT,
+    LOCK_FILE,
+    SCHEMA,
+    SELECT_PENDING,
+    classify,
+    connect,
+    intact,
+    quarantine,
+    salvage,
+    stamp,
+)
 from protos.gpufleet.v1 import fleet_pb2
 
 log = logging.getLogger(__name__)
-
-DB_FILE = "spool.db"
-LOCK_FILE = "spool.lock"
-_BATCH = 256
-_AFTER = "FROM records WHERE seq > ? ORDER BY seq LIMIT ?"
-_SALVAGE = f"SELECT seq, priority, size, crc, CAST(body AS BLOB) {_AFTER}"
-_PENDING = f"SELECT seq, size, crc, CAST(body AS BLOB) {_AFTER}"
-_COUNTERS = ("dropped_reports", "dropped_events", "corrupt", "rejected")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    seq INTEGER PRIMARY KEY, priority INTEGER NOT NULL, size INTEGER NOT NULL,
-    crc INTEGER NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
 
 
 class SpoolError(RuntimeError):
@@ -85,33 +86,6 @@ class SpoolStats:
     def dropped(self) -> int:
         """Records the drop policy removed or refused."""
         return self.dropped_reports + self.dropped_events
-
-
-def classify(message: fleet_pb2.AgentMessage) -> Priority:
-    """The spool priority of a message; ValueError for what must never be spooled."""
-    body = message.WhichOneof("body")
-    if body == "report":
-        return Priority.ROUTINE
-    if body == "result" or (body == "event" and message.event.WhichOneof("kind") in _DURABLE):
-        return Priority.EVENT
-    raise ValueError(f"an AgentMessage with body {body!r} is ephemeral and is never spooled")
-
-
-_DURABLE = ("xid", "rank_exit")
-
-
-def _stamp(body: bytes, seq: int) -> bytes:
-    """`body` with field 1 (seq) appended as a varint; parsers keep the last value."""
-    out = bytearray(body)
-    out.append(0x08)
-    while True:
-        low = seq & 0x7F
-        seq >>= 7
-        if seq:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
 
 
 class Spool:
@@ -150,19 +124,14 @@ class Spool:
     # ------------------------------------------------------------ opening and recovery
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.directory / DB_FILE, isolation_level=None, check_same_thread=False, timeout=5.0
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._sync}")
-        return conn
+        return connect(self.directory / DB_FILE, self._sync)
 
     def _open(self) -> None:
         try:
             conn = self._connect()
             if conn.execute("PRAGMA quick_check").fetchone() != ("ok",):
                 raise sqlite3.DatabaseError("quick_check failed")
-            conn.executescript(_SCHEMA)
+            conn.executescript(SCHEMA)
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "readonly" in str(exc):
                 raise SpoolError(f"cannot open spool {self.directory}: {exc}") from exc
@@ -179,37 +148,37 @@ class Spool:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()
             self._conn = None
-        db = self.directory / DB_FILE
-        aside = self.directory / (DB_FILE + ".corrupt")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(db) + suffix)
-            if src.exists():
-                os.replace(src, Path(str(aside) + suffix))
-        rows, meta = _salvage(aside)
+        rows, meta = salvage(quarantine(self.directory))
         conn = self._connect()
-        conn.executescript(_SCHEMA)
+        conn.executescript(SCHEMA)
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?)", rows)
+        conn.executemany(INSERT, rows)
         meta["corrupt"] = meta.get("corrupt", 0) + 1
         top = max((r[0] for r in rows), default=0)
         meta["next_seq"] = max(meta.get("next_seq", 1), top + 1)
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
         conn.execute("COMMIT")
+        log.error("spool %s rebuilt with %d salvaged records", self.directory, len(rows))
         return conn
 
     def _load(self) -> None:
+        """Read numbering, counters and the index; rows with impossible columns are dropped."""
         conn = self._db()
-        self._meta = dict.fromkeys(_COUNTERS, 0) | {"next_seq": 1, "acked_seq": 0}
-        self._meta.update({k: int(v) for k, v in conn.execute("SELECT key, value FROM meta")})
-        self._index = {
-            seq: Entry(seq, Priority(prio), size)
-            for seq, prio, size in conn.execute(
-                "SELECT seq, priority, size FROM records ORDER BY seq"
-            )
-        }
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        self._meta = dict.fromkeys(COUNTERS, 0) | {"next_seq": 1, "acked_seq": 0}
+        self._meta.update({k: v for k, v in meta.items() if isinstance(v, int) and v >= 0})
+        self._index, bad = {}, []
+        for seq, prio, size in conn.execute("SELECT seq, priority, size FROM records ORDER BY seq"):
+            if prio in (0, 1) and isinstance(size, int) and size >= 0:
+                self._index[seq] = Entry(seq, Priority(prio), size)
+            else:
+                bad.append(seq)
         self._bytes = sum(e.size for e in self._index.values())
         top = max(self._index, default=0)
         self._meta["next_seq"] = max(self._meta["next_seq"], top + 1)
+        for seq in bad:
+            log.error("spool record %d has impossible columns: dropped", seq)
+            self.discard(seq, reason="corrupt")
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -272,10 +241,7 @@ class Spool:
             with self._transaction() as conn:
                 conn.executemany("DELETE FROM records WHERE seq = ?", ((s,) for s in plan.drop))
                 if plan.accept:
-                    conn.execute(
-                        "INSERT INTO records VALUES (?, ?, ?, ?, ?)",
-                        (seq, int(priority), len(body), zlib.crc32(body), body),
-                    )
+                    conn.execute(INSERT, (seq, int(priority), len(body), zlib.crc32(body), body))
                 self._set_meta(conn, **counts)
             self._meta.update(counts)
             for s in plan.drop:
@@ -299,7 +265,7 @@ class Spool:
         while True:
             with self._lock:
                 try:
-                    rows = self._db().execute(_PENDING, (cursor, _BATCH)).fetchall()
+                    rows = self._db().execute(SELECT_PENDING, (cursor, BATCH)).fetchall()
                 except sqlite3.Error as exc:
                     self._failed(exc)
                     continue  # rebuilt from what was readable: read on from the cursor
@@ -307,11 +273,11 @@ class Spool:
                 return
             for seq, size, crc, body in rows:
                 cursor = seq
-                if len(body) != size or zlib.crc32(body) != crc:
+                if not intact(size, crc, body):
                     log.error("spool record %d fails its checksum: skipped", seq)
                     self.discard(seq, reason="corrupt")
                     continue
-                yield seq, _stamp(bytes(body), seq)
+                yield seq, stamp(bytes(body), seq)
 
     def ack(self, seq: int) -> int:
         """Cumulative: forget every record with seq <= `seq`; returns how many went."""
@@ -418,43 +384,3 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _salvage(path: Path) -> tuple[list[tuple[int, int, int, int, bytes]], dict[str, int]]:
-    """Rows (with a valid checksum) and meta values still readable from a corrupt file.
-
-    Reads in seq order; where a damaged page stops the scan, it probes the seqs after it (one
-    by one, then doubling) so that only the records on the damaged pages are lost.
-    """
-    rows: list[tuple[int, int, int, int, bytes]] = []
-    meta: dict[str, int] = {}
-    if not path.exists():
-        return rows, meta
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return rows, meta
-    try:
-        with contextlib.suppress(sqlite3.Error):
-            for key, value in conn.execute("SELECT key, value FROM meta"):
-                meta[str(key)] = int(value)
-        cursor, limit, skip = 0, _BATCH, 0
-        while skip < 1 << 62:
-            try:
-                batch = conn.execute(_SALVAGE, (cursor + skip, limit)).fetchall()
-            except sqlite3.Error:
-                if limit > 1:  # find the bad row one at a time
-                    limit = 1
-                else:  # step over it, one seq at a time at first, then doubling
-                    skip = skip + 1 if skip < 1024 else skip * 2
-                continue
-            if not batch:
-                break
-            limit, skip = _BATCH, 0
-            for seq, prio, size, crc, body in batch:
-                cursor = seq
-                if len(body) == size and zlib.crc32(body) == crc and prio in (0, 1):
-                    rows.append((seq, prio, size, crc, bytes(body)))
-    finally:
-        conn.close()
-    return rows, meta

@@ -29,7 +29,7 @@ from agent.link import (
     Spool,
     SpoolLimits,
 )
-from agent.link.spool import DB_FILE
+from agent.link.spool_file import DB_FILE
 from agent.model import (
     Action,
     Finding,

@@ -12,12 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent.link.drop_policy import SpoolLimits
-from agent.link.spool import (
-    DB_FILE,
-    RecordTooLargeError,
-    Spool,
-    SpoolLockedError,
-)
+from agent.link.spool import RecordTooLargeError, Spool, SpoolLockedError
+from agent.link.spool_file import DB_FILE
 from protos.gpufleet.v1 import fleet_pb2
 
 
@@ -139,6 +135,18 @@ def test_corrupt_tail_records_are_skipped_counted_and_removed(tmp_path: Path) ->
         assert spool.stats().corrupt == 3
         assert len(spool) == 4
         assert spool.append(report(8.0)) == 8  # numbering is not reused
+
+
+def test_records_with_impossible_columns_are_dropped_on_open(tmp_path: Path) -> None:
+    with Spool(tmp_path) as spool:
+        for i in range(3):
+            spool.append(report(float(i)))
+    with sqlite3.connect(tmp_path / DB_FILE) as db:
+        db.execute("UPDATE records SET priority = 7 WHERE seq = 2")
+        db.execute("UPDATE meta SET value = 'garbage' WHERE key = 'acked_seq'")
+    with Spool(tmp_path) as spool:
+        assert [s for s, _ in decoded(spool)] == [1, 3]
+        assert spool.stats().corrupt == 1 and spool.acked_seq == 0 and spool.next_seq == 4
 
 
 def test_an_unreadable_file_is_moved_aside_and_the_spool_keeps_working(tmp_path: Path) -> None:

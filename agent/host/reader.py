@@ -21,7 +21,10 @@ from agent.host.sysfs import worst
 from agent.host.system import HostProbe, PsutilProbe, process_names_for
 from agent.model import GpuSample, HostSample, ReadStatus, Unavailable
 
-DEFAULT_REQUIRED_SERVICES: tuple[str, ...] = ("nvidia-persistenced", "nvidia-fabricmanager")
+# Nothing by default: which services a node needs is policy ([host] required_services plus the
+# SKU's), and a service reported as not running is CRITICAL. HGX H100 nodes typically need
+# ("nvidia-persistenced", "nvidia-fabricmanager").
+DEFAULT_REQUIRED_SERVICES: tuple[str, ...] = ()
 DEFAULT_DISK_MOUNTS: tuple[str, ...] = ("/",)
 
 T = TypeVar("T")

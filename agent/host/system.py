@@ -22,8 +22,10 @@ KNOWN_PROCESS_NAMES: Mapping[str, tuple[str, ...]] = {
 
 
 def process_names_for(service: str) -> tuple[str, ...]:
-    """Process names that satisfy a required service (the service name itself if unknown)."""
-    return KNOWN_PROCESS_NAMES.get(service, (service,))
+    """Process names that satisfy a required service, given as a systemd unit name with or
+    without ".service" (the name itself when it is not a known NVIDIA daemon)."""
+    name = service.removesuffix(".service")
+    return KNOWN_PROCESS_NAMES.get(name, (name,))
 
 
 class NotMounted(OSError):

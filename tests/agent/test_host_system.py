@@ -138,8 +138,10 @@ def test_a_zombie_does_not_count_as_running(spawn: Spawn) -> None:
     ("service", "names"),
     [
         ("nvidia-fabricmanager", ("nv-fabricmanager",)),
+        ("nvidia-fabricmanager.service", ("nv-fabricmanager",)),
         ("nvidia-persistenced", ("nvidia-persistenced",)),
         ("slurmd", ("slurmd",)),
+        ("slurmd.service", ("slurmd",)),
     ],
 )
 def test_service_names_map_to_process_names(service: str, names: tuple[str, ...]) -> None:
@@ -268,3 +270,12 @@ def test_host_reader_plugs_into_the_sweep_collector() -> None:
 
     assert sample.host is not None
     assert sample.host.rails == {6: "mlx5_11/1"}  # GPU 7 has no address: no rail to map
+
+
+def test_no_service_is_required_unless_configured() -> None:
+    probe = FakeProbe()
+
+    sample = read_host(FIXTURE, probe=probe)
+
+    assert sample.services == {}
+    assert probe.asked == []

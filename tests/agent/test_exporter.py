@@ -495,3 +495,16 @@ def test_rendering_an_8_gpu_report_is_cheap() -> None:
     per_scrape = (time.perf_counter() - started) / 20
 
     assert per_scrape < 0.1, f"a scrape took {per_scrape * 1e3:.1f} ms"
+
+
+def test_hostile_label_text_is_escaped_and_round_trips() -> None:
+    odd = 'NVIDIA "H100"\\ 80GB\nHBM3'
+    exp = Exporter().publish(hgx_report((h100(0, name=odd),)))
+
+    parsed = [
+        s.labels["modelName"]
+        for family in text_string_to_metric_families(exp.text())
+        for s in family.samples
+        if s.name == "DCGM_FI_DEV_GPU_TEMP"
+    ]
+    assert parsed == [odd]

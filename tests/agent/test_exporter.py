@@ -429,7 +429,7 @@ def test_ib_ports_rails_and_host_facts() -> None:
 def test_nvlink_fabric_and_pcie_families() -> None:
     gb200 = h100(
         0, nvlinks=(NvLinkSample(link=0, up=True), NvLinkSample(link=1, up=False)),
-        nvlink5_counters={"link_recovery_failed": 0, "link_recovery_successful": 2},
+        nvlink5_counters={"link_recovery_failed_events": 0, "link_recovery_successful_events": 2},
         fabric=FabricInfo(state=2, status=5, cluster_uuid="abc", clique_id=7, health_mask=4),
         pcie_width_current=8,
     )  # fmt: skip
@@ -441,7 +441,7 @@ def test_nvlink_fabric_and_pcie_families() -> None:
     assert exp.value("gpufleet_nvlink_errors_total",
                      {"gpu": "0", "link": "0", "counter": "replay"}) is None  # fmt: skip
     assert exp.value("gpufleet_nvlink5_events_total",
-                     {"gpu": "0", "counter": "link_recovery_successful"}) == 2  # fmt: skip
+                     {"gpu": "0", "counter": "link_recovery_successful_events"}) == 2  # fmt: skip
     assert exp.value("gpufleet_gpu_fabric_state", {"gpu": "0"}) == 2
     assert exp.value("gpufleet_gpu_fabric_status", {"gpu": "0"}) is None  # only valid at state 3
     assert exp.value("gpufleet_gpu_fabric_status", {"gpu": "1"}) == 0
@@ -463,7 +463,7 @@ def test_duplicate_series_are_dropped_not_exposed() -> None:
 
 def rich_report() -> NodeReport:
     """A report in which every family has at least one sample."""
-    gb200 = h100(8, nvlink5_counters={"link_recovery_failed": 1})
+    gb200 = h100(8, nvlink5_counters={"link_recovery_failed_events": 1})
     xid = (XidEvent(xid=79, timestamp=T0, gpu=3),)
     return hgx_report(gpus=(*(h100(i) for i in range(8)), gb200), findings=FINDINGS, xid_events=xid)
 

@@ -114,10 +114,10 @@ def test_gb300_reads_nvlink5_counters_and_fabric(make_backend: MakeBackend) -> N
     healthy, counting = sweep(make_backend(fake))
     assert healthy.nvlink5_counters is not None
     assert set(healthy.nvlink5_counters.values()) == {0}
-    assert "link_recovery_failed" in healthy.nvlink5_counters
+    assert "link_recovery_failed_events" in healthy.nvlink5_counters
     assert counting.nvlink5_counters is not None
     assert counting.nvlink5_counters["malformed_packet_errors"] == 7  # summed over links
-    assert counting.nvlink5_counters["link_recovery_successful"] == 1
+    assert counting.nvlink5_counters["link_recovery_successful_events"] == 1
     assert healthy.fabric is not None
     assert (healthy.fabric.cluster_uuid, healthy.fabric.clique_id, healthy.fabric.status,
             healthy.fabric.health_summary) == (

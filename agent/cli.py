@@ -41,6 +41,7 @@ def _fail(code: int, message: str) -> typer.Exit:
 
 @app.command()
 def check(
+    ctx: typer.Context,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     window: Annotated[float, typer.Option(
         "--window", min=0.0, max=3600.0,
@@ -56,7 +57,7 @@ def check(
     except PolicyError as exc:
         raise _fail(Severity.UNKNOWN.exit_code, str(exc)) from exc
     try:
-        sources = open_sources(simulate, node, clock)
+        sources = open_sources(simulate, node, clock, nvml=(ctx.obj or {}).get("nvml"))
     except ValueError as exc:
         raise _fail(Severity.UNKNOWN.exit_code, str(exc)) from exc
     try:

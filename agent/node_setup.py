@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from agent.clock import Clock
 from agent.collect import HostReader
@@ -22,8 +23,10 @@ class NodeSources:
     rack: str = ""
 
 
-def open_sources(simulate: str | None, node: str | None, clock: Clock) -> NodeSources:
-    """Build the sources. Raises ValueError with every problem of a bad simulation spec."""
+def open_sources(simulate: str | None, node: str | None, clock: Clock,
+                 nvml: Any = None) -> NodeSources:
+    """Build the sources. Raises ValueError with every problem of a bad simulation spec.
+    `nvml` replaces the `pynvml` module (the test seam); None loads the real one."""
     if simulate:
         from agent.gpu.simulated import build_simulated_backend, parse_sim_spec
 
@@ -34,9 +37,10 @@ def open_sources(simulate: str | None, node: str | None, clock: Clock) -> NodeSo
             name=sim.name, backend=sim, host_reader=lambda _gpus: sim.host_sample(),
             sku=spec.sku, nvlink_domain=topo.nvlink_domain, rack=topo.rack,
         )
+    from agent.gpu.nvml_backend import KMSG_PATH as KMSG
     from agent.gpu.nvml_backend import NvmlBackend
     from agent.host.reader import HostReader as SysHostReader
 
-    backend = NvmlBackend(clock=clock)
+    backend = NvmlBackend(nvml=nvml, clock=clock, kernel_log=None if nvml is not None else KMSG)
     return NodeSources(name=node or socket.gethostname(), backend=backend,
                        host_reader=SysHostReader())

@@ -106,3 +106,81 @@ def test_run_refuses_insecure_remote_controller() -> None:
                                  "10.0.0.1:50051", "--insecure"])
     assert result.exit_code == 2
     assert "refused for a non-loopback controller" in result.output
+
+
+# ---------------------------------------------------------------- through the real NVML code path
+
+
+def _nvml_check(fake: object) -> tuple[int, dict[str, Any]]:
+    result = runner.invoke(app, ["check", "--json"], obj={"nvml": fake})
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_faked_healthy_h100_node_is_ok() -> None:
+    from tests.fakes.nvml_profiles import h100_node
+
+    code, out = _nvml_check(h100_node(8))
+    assert (code, out["verdict"]) == (0, "ok"), out["findings"]
+    assert [g["name"] for g in out["gpus"]] == ["NVIDIA H100 80GB HBM3"] * 8
+
+
+def test_faked_volatile_dbe_is_critical_on_that_gpu() -> None:
+    import pynvml
+
+    from tests.fakes.nvml_profiles import h100_node
+
+    fake = h100_node(8)
+    fake.gpus[5].ecc[(pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC)] = 2
+    code, out = _nvml_check(fake)
+    assert code == 2 and out["verdict"] == "critical"
+    (dbe,) = [f for f in out["findings"] if f["check"] == "ecc_volatile_dbe"]
+    assert dbe["gpu"] == 5 and dbe["action"] in ("reset_gpu", "drain")
+    assert dbe["evidence"]["ecc_dbe_volatile"] == 2
+
+
+def test_faked_gpu_is_lost_is_critical_reboot() -> None:
+    from tests.fakes.nvml_profiles import h100_node
+
+    fake = h100_node(8)
+    fake.gpus[2].lost = True
+    code, out = _nvml_check(fake)
+    assert code == 2 and out["action"] == "reboot_node"
+    lost = [f for f in out["findings"] if f["gpu"] == 2]
+    assert lost and lost[0]["severity"] == "critical" and lost[0]["action"] == "reboot_node"
+
+
+def test_faked_not_supported_counters_raise_no_warning() -> None:
+    from tests.fakes.nvml_profiles import h100_node
+
+    fake = h100_node(8)
+    for gpu in fake.gpus:
+        gpu.unsupported |= {"nvmlDeviceGetTotalEccErrors", "nvmlDeviceGetRemappedRows",
+                            "nvmlDeviceGetPcieReplayCounter", "nvmlDeviceGetViolationStatus",
+                            "nvmlDeviceGetGpuFabricInfoV", "nvmlDeviceGetNvLinkErrorCounter"}
+    code, out = _nvml_check(fake)
+    assert (code, out["verdict"], out["findings"]) == (0, "ok", [])
+    assert "ecc_dbe_volatile" in out["gpus"][0]["not_supported"]
+
+
+def test_faked_nvml_error_on_a_counter_is_unknown_not_a_crash() -> None:
+    import pynvml
+
+    from tests.fakes.nvml_profiles import h100_node
+
+    fake = h100_node(8)
+    fake.gpus[1].errors["nvmlDeviceGetRemappedRows"] = pynvml.NVML_ERROR_UNKNOWN
+    code, out = _nvml_check(fake)
+    assert code == 3 and out["verdict"] == "unknown"
+    assert {f["gpu"] for f in out["findings"]} == {1}
+
+
+def test_faked_gb300_nvlink5_recovery_failure_is_critical() -> None:
+    import pynvml
+
+    from tests.fakes.nvml_profiles import gb300_node
+
+    fake = gb300_node(4)
+    fake.gpus[0].set_field(pynvml.NVML_FI_DEV_NVLINK_COUNT_LINK_RECOVERY_FAILED_EVENTS, 3, scope=0)
+    code, out = _nvml_check(fake)
+    assert code == 2
+    assert any(f["check"] == "nvlink5_recovery_failed" and f["gpu"] == 0 for f in out["findings"])

@@ -273,7 +273,8 @@ def reason_json(reason: pb.GateReason) -> JsonDict:
 
 
 def preflight_json(result: pb.PreflightResult) -> JsonDict:
-    """`gpufleet preflight --json`."""
+    """`gpufleet preflight --json`; `notes` lists findings that did not block (warnings,
+    fleet drift) per node."""
     return {
         "run": result.run,
         "admitted": [v.node for v in result.verdicts if v.admitted],
@@ -282,7 +283,28 @@ def preflight_json(result: pb.PreflightResult) -> JsonDict:
             for v in result.verdicts
             if not v.admitted
         ],
+        "notes": [
+            {"node": v.node, "notes": [reason_json(r) for r in v.notes]}
+            for v in result.verdicts
+            if v.notes
+        ],
     }
+
+
+_NOTE = Text("note", style="dim")
+
+
+def _reason_cells(r: pb.GateReason | None) -> tuple[RenderableType, ...]:
+    if r is None:
+        return ("", "", "", "", "")
+    gpu = _gpu(r)
+    return (
+        r.check,
+        _styled(severity_name(r.severity), _SEVERITY_STYLE),
+        "-" if gpu is None else str(gpu),
+        format_age(r.evidence_age_s) if r.evidence_id else "-",
+        r.message,
+    )
 
 
 def preflight_table(result: pb.PreflightResult) -> Table:
@@ -295,19 +317,13 @@ def preflight_table(result: pb.PreflightResult) -> Table:
         table.add_column(column)
     for v in sorted(result.verdicts, key=lambda v: (not v.admitted, v.node)):
         if v.admitted:
-            table.add_row(v.node, Text("admitted", style="green"), "", "", "", "", "")
-            continue
-        for i, r in enumerate(v.reasons or [pb.GateReason(message="no reason given")]):
-            gpu = _gpu(r)
-            table.add_row(
-                v.node if i == 0 else "",
-                Text("rejected", style="red") if i == 0 else "",
-                r.check,
-                _styled(severity_name(r.severity), _SEVERITY_STYLE),
-                "-" if gpu is None else str(gpu),
-                format_age(r.evidence_age_s) if r.evidence_id else "-",
-                r.message,
-            )
+            rows = [(Text("admitted", style="green"), None), *((_NOTE, r) for r in v.notes)]
+        else:
+            reasons = v.reasons or [pb.GateReason(message="no reason given")]
+            rows = [(Text("rejected", style="red"), r) for r in reasons]
+            rows += [(_NOTE, r) for r in v.notes]
+        for i, (label, r) in enumerate(rows):
+            table.add_row(v.node if i == 0 else "", label, *_reason_cells(r))
     table.caption = f"{admitted} admitted, {len(result.verdicts) - admitted} rejected"
     return table
 

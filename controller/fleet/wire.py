@@ -79,12 +79,14 @@ def _reason_to_wire(reason: GateReason) -> fleet_pb2.GateReason:
     return out
 
 
-def verdict_to_wire(verdict: GateVerdict) -> fleet_pb2.NodeVerdict:
-    """A gate verdict as the NodeVerdict a Preflight result carries (reasons only)."""
+def verdict_to_wire(verdict: GateVerdict, *, with_notes: bool = False) -> fleet_pb2.NodeVerdict:
+    """A gate verdict as the NodeVerdict a Preflight result carries: its reasons, and its
+    notes (non-blocking findings) too when `with_notes`."""
     return fleet_pb2.NodeVerdict(
         node=verdict.node,
         admitted=verdict.admitted,
         reasons=[_reason_to_wire(r) for r in verdict.reasons],
+        notes=[_reason_to_wire(r) for r in verdict.notes] if with_notes else [],
     )
 
 

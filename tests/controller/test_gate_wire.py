@@ -98,3 +98,11 @@ def test_inventory_from_hello() -> None:
         "vbios": "96.1,96.2",
         "inforom": "G520",
     }
+
+
+def test_notes_go_on_the_wire_when_asked() -> None:
+    note = GateReason("temperature", Severity.WARN, 0, "GPU 0 at 86 C", 5.0, "r-2")
+    verdict = GateVerdict("n", True, (), frozenset(), (note,))
+    assert not verdict_to_wire(verdict).notes
+    (wire,) = verdict_to_wire(verdict, with_notes=True).notes
+    assert (wire.check, wire.gpu, wire.severity) == ("temperature", 0, pb.SEVERITY_WARN)

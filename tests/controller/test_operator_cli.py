@@ -153,7 +153,7 @@ class FakeFleetAdmin(pb_grpc.FleetAdminServicer):
             view = self.fleet.nodes[name]
             facts = NodeFacts(name, NodeState(view.state), view.state_reason)
             verdict = gate(facts, self.fleet.evidence.get(name, []), policy, NOW, run=request.run)
-            result.verdicts.append(verdict_to_wire(verdict))
+            result.verdicts.append(verdict_to_wire(verdict, with_notes=True))
             progress = pb.PreflightProgress(total=len(names), done=done, phase="gate", node=name)
             yield pb.PreflightUpdate(progress=progress)
         if self.fleet.send_result:
@@ -177,6 +177,7 @@ def _view(name: str, state: str, sku: str = "h100_sxm", domain: str = "d0") -> p
 
 def _fleet() -> FakeFleet:
     xid = GateFinding("xid", Sev.CRITICAL, 3, "XID 79: fell off the bus", "reboot_node")
+    hot = GateFinding("thermal", Sev.WARN, 1, "GPU 1 at 86 C")
     health = EvidenceKind.HEALTH
     return FakeFleet(
         nodes={
@@ -188,7 +189,7 @@ def _fleet() -> FakeFleet:
         evidence={
             "n1": [Evidence("h-1", health, Sev.OK, (), NOW - 10)],
             "n2": [Evidence("h-2", health, Sev.CRITICAL, (xid,), NOW - 42)],
-            "g1": [Evidence("h-3", health, Sev.OK, (), NOW - 5)],
+            "g1": [Evidence("h-3", health, Sev.WARN, (hot,), NOW - 5)],
         },
         events=[
             pb.FleetEvent(id=1, node="n2", kind="xid", message="XID 79", at=NOW - 3600),
@@ -413,7 +414,13 @@ def test_preflight_json_shape_and_exit_code(controller: str, fleet: FakeFleet) -
 def test_preflight_all_admitted_exits_zero(controller: str, fleet: FakeFleet) -> None:
     result = cli(controller, "preflight", "n1", "g1", "--json")
     assert result.exit_code == EXIT_OK, result.output
-    assert json.loads(result.stdout) == {"run": "", "admitted": ["n1", "g1"], "rejected": []}
+    body = json.loads(result.stdout)
+    assert (body["admitted"], body["rejected"]) == (["n1", "g1"], [])
+    (notes,) = body["notes"]
+    assert notes["node"] == "g1"
+    assert [(n["check"], n["severity"], n["gpu"]) for n in notes["notes"]] == [
+        ("thermal", "warn", 1)
+    ]
     assert result.stderr == ""
 
 

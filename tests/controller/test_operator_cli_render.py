@@ -108,6 +108,7 @@ def _result() -> pb.PreflightResult:
         evidence_id="r1",
     )
     rejected.reasons.add(check="lifecycle", severity=pb.SEVERITY_CRITICAL, message="drained")
+    result.verdicts[0].notes.add(check="driver_drift", severity=pb.SEVERITY_WARN, message="old")
     return result
 
 
@@ -138,15 +139,32 @@ def test_preflight_json_shape() -> None:
                 ],
             }
         ],
+        "notes": [
+            {
+                "node": "b",
+                "notes": [
+                    {
+                        "check": "driver_drift",
+                        "severity": "warn",
+                        "gpu": None,
+                        "message": "old",
+                        "evidence_age_s": 0.0,
+                        "evidence_id": "",
+                    }
+                ],
+            }
+        ],
     }
 
 
 def test_preflight_table_lists_admitted_first_then_every_reason() -> None:
     lines = text_of(render.preflight_table(_result())).splitlines()
-    rows = [line for line in lines if "admitted" in line or "XID" in line or "drained" in line]
-    assert "b" in rows[0] and "admitted" in rows[0]
-    assert "rejected" in rows[1] and "xid" in rows[1] and "2m" in rows[1] and " 0 " in rows[1]
-    assert "lifecycle" in rows[2] and "drained" in rows[2]
+    rows = [line for line in lines if line.startswith("│")]
+    assert " b " in rows[0] and "admitted" in rows[0]
+    assert "note" in rows[1] and "driver_drift" in rows[1] and "warn" in rows[1]
+    assert " a " in rows[2] and "rejected" in rows[2] and "xid" in rows[2]
+    assert "2m" in rows[2] and " 0 " in rows[2]
+    assert "rejected" in rows[3] and "lifecycle" in rows[3] and "drained" in rows[3]
     assert "1 admitted, 1 rejected" in lines[-1]
 
 

@@ -158,7 +158,7 @@ class Session:
     async def _send(self, cursor: int) -> None:
         while True:
             self.wake.clear()
-            sent = 0
+            start, sent = cursor, 0
             for seq, data in itertools.islice(self.spool.pending(cursor), self.config.send_batch):
                 cursor = seq
                 try:
@@ -167,13 +167,13 @@ class Session:
                     log.error("spooled message %d does not parse: skipped", seq)
                     self.spool.discard(seq, reason="corrupt")
                     continue
+                self.highest_sent = seq  # before the write: its Ack may be read first
                 await self.call.write(msg)
-                self.highest_sent = seq
                 sent += 1
             while sent < self.config.send_batch and not self.ephemeral.empty():
                 await self.call.write(self.ephemeral.get_nowait())
                 sent += 1
-            if not sent:
+            if not sent and cursor == start:
                 await self.wake.wait()
 
     async def _receive(self) -> None:

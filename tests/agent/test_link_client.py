@@ -248,7 +248,7 @@ async def test_outage_spools_to_disk_then_replays_in_order_without_gaps(
     assert stored_reports(fake) == [float(i) for i in range(12)]
     assert fake.stored[13].event.xid.xid == 79
     assert fake.hellos[-1].next_seq == 14
-    assert link.state().connects == 2
+    assert link.state().connects == 2 and link.state().protocol_errors == 0
 
 
 async def test_welcome_above_spooled_seqs_drops_them_instead_of_resending(
@@ -517,6 +517,7 @@ async def test_submits_from_many_threads_arrive_once_each_in_seq_order(
     assert all(chunk == sorted(chunk) for chunk in per_thread)  # each thread's order is kept
     await eventually(lambda: len(spool) == 0, "all acked")
     assert fake.received == list(range(1, 201))
+    assert link.state().protocol_errors == 0  # every Ack was believed
     sent = {s: m.report.sampled_at for s, m in fake.stored.items()}
     for k, chunk in enumerate(per_thread):
         assert [sent[s] for s in chunk] == [float(k * 1000 + i) for i in range(50)]

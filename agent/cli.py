@@ -57,7 +57,8 @@ def check(
     except PolicyError as exc:
         raise _fail(Severity.UNKNOWN.exit_code, str(exc)) from exc
     try:
-        sources = open_sources(simulate, node, clock, nvml=(ctx.obj or {}).get("nvml"))
+        sources = open_sources(simulate, node, clock, nvml=(ctx.obj or {}).get("nvml"),
+                               policy=loaded)
     except ValueError as exc:
         raise _fail(Severity.UNKNOWN.exit_code, str(exc)) from exc
     try:

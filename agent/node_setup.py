@@ -9,6 +9,7 @@ from typing import Any
 from agent.clock import Clock
 from agent.collect import HostReader
 from agent.gpu.backend import GpuBackend
+from agent.policy import Policy
 
 
 @dataclass
@@ -24,7 +25,7 @@ class NodeSources:
 
 
 def open_sources(simulate: str | None, node: str | None, clock: Clock,
-                 nvml: Any = None) -> NodeSources:
+                 nvml: Any = None, policy: Policy | None = None) -> NodeSources:
     """Build the sources. Raises ValueError with every problem of a bad simulation spec.
     `nvml` replaces the `pynvml` module (the test seam); None loads the real one."""
     if simulate:
@@ -37,10 +38,20 @@ def open_sources(simulate: str | None, node: str | None, clock: Clock,
             name=sim.name, backend=sim, host_reader=lambda _gpus: sim.host_sample(),
             sku=spec.sku, nvlink_domain=topo.nvlink_domain, rack=topo.rack,
         )
-    from agent.gpu.nvml_backend import KMSG_PATH as KMSG
     from agent.gpu.nvml_backend import NvmlBackend
+    from agent.gpu.xid import KMSG_PATH as KMSG
     from agent.host.reader import HostReader as SysHostReader
 
     backend = NvmlBackend(nvml=nvml, clock=clock, kernel_log=None if nvml is not None else KMSG)
     return NodeSources(name=node or socket.gethostname(), backend=backend,
-                       host_reader=SysHostReader())
+                       host_reader=SysHostReader(required_services=_services(backend, policy)))
+
+
+def _services(backend: GpuBackend, policy: Policy | None) -> tuple[str, ...]:
+    """Services the policy requires on this node: node-wide plus its SKU's."""
+    if policy is None:
+        return ()
+    devices = backend.devices()
+    sku = policy.sku_for(devices[0].sample().name) if devices else policy.sku or "default"
+    return tuple(dict.fromkeys([*policy.host.required_services,
+                                *policy.for_sku(sku).required_services]))

@@ -118,7 +118,7 @@ def run_daemon(o: RunOptions, policy: Policy) -> int:
     import socket
 
     clock = SystemClock()
-    sources = open_sources(o.simulate, o.node, clock)
+    sources = open_sources(o.simulate, o.node, clock, policy=policy)
     state_dir = o.state_dir or Path(tempfile.mkdtemp(prefix=f"gpufleet-{sources.name}-"))
     state_dir.mkdir(parents=True, exist_ok=True)
     registry = CollectorRegistry()

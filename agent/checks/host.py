@@ -161,6 +161,8 @@ def _judge_ports(
         ))  # fmt: skip
     for port in ports:
         name = f"{port.device}/{port.port}"
+        if not port.state or not port.phys_state:
+            continue  # unreadable: reported once as UNKNOWN from host.unavailable["ib_ports"]
         if port.state.upper() != "ACTIVE" or port.phys_state.lower() != "linkup":
             out.append(finding(
                 "ib_port_down", Severity.CRITICAL,

@@ -166,3 +166,19 @@ def test_rails_expected() -> None:
     assert keys(host.check_rails(partial, None, policy)) == {("rail_missing", WARN, 6, Action.NONE)}
     lost_gpu_6 = with_lost_gpu(partial, 6)
     assert host.check_rails(lost_gpu_6, None, policy) == []  # reachability reports that GPU
+
+
+def test_unreadable_port_state_is_not_reported_as_down() -> None:
+    from agent.checks.host import check_ib_ports
+    from agent.model import ReadStatus, Unavailable
+    from agent.policy import default_policy
+    from tests.agent.samples import healthy_node, with_host, with_ib_port
+
+    sample = healthy_node("h100_sxm")
+    assert sample.host is not None
+    device = sample.host.ib_ports[0].device
+    sample = with_ib_port(sample, device, state="", phys_state="")
+    sample = with_host(sample, unavailable={"ib_ports": Unavailable(ReadStatus.ERROR, "EIO")})
+    findings = check_ib_ports(sample, None, default_policy())
+    assert not any(f.check == "ib_port_down" for f in findings)
+    assert any(f.severity.value == "unknown" for f in findings)

@@ -12,9 +12,9 @@ Rules the table encodes (tests check each one):
 - An operator drain is sticky. `drained` leaves only by an operator's or repair's hand
   (`operator_undrain`, `repair_started`, `repair_done`, `retire`); no report, heartbeat or
   Hello undoes it, and a drained node that drops off the network stays `drained`.
-- Leaving `drained`, `repair` or `unreachable` lands in `registered`: the node must pass
-  preflight again before it is `ready`. Nothing we knew before the outage is trusted; the gate
-  judges the node's evidence afresh.
+- Returning to service from `drained`, `repair` or `unreachable` lands in `registered`: the
+  node must pass preflight again before it is `ready`. Nothing we knew before the outage is
+  trusted; the gate judges the node's evidence afresh.
 - A critical report makes a node `suspect`; one healthy sweep does not clear it (hysteresis).
   A suspect node is cleared only by a preflight that re-tests it (`preflight_started` ->
   `preflight` -> `preflight_passed` -> `ready`).

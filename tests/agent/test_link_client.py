@@ -164,6 +164,7 @@ def links() -> Iterator[Callable[..., ControllerLink]]:
     yield make
     for link in made:
         assert link.close(), "link did not stop within its bound"
+        link.spool.close()
 
 
 async def eventually(check: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -483,12 +484,14 @@ async def test_a_controller_that_never_welcomes_is_left_and_close_is_bounded(
 
 async def test_close_while_backing_off_is_prompt(tmp_path: Path) -> None:
     slow = LinkConfig(backoff_base_s=30.0, backoff_cap_s=60.0, close_timeout_s=3.0)
-    link = ControllerLink("127.0.0.1:1", Spool(tmp_path), IDENTITY, config=slow, rand=lambda: 0.9)
+    spool = Spool(tmp_path)
+    link = ControllerLink("127.0.0.1:1", spool, IDENTITY, config=slow, rand=lambda: 0.9)
     link.start()
-    await asyncio.sleep(0.2)  # the first attempt failed; now waiting ~27 s
+    await asyncio.sleep(0.2)  # the first attempt failed; now waiting ~54 s
     started = time.monotonic()
     await stop_link(link)
     assert time.monotonic() - started < 1.5 and link.state().reconnects == 0
+    spool.close()
 
 
 def test_bad_configuration_is_refused_up_front(tmp_path: Path) -> None:

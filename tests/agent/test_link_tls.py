@@ -93,6 +93,7 @@ async def test_reports_flow_over_mutual_tls(
         assert sorted(fake.stored) == [1] and link.state().connected
     finally:
         assert await asyncio.to_thread(link.close)
+        spool.close()
 
 
 @pytest.mark.parametrize("case", ["no client certificate", "controller signed by another CA"])
@@ -113,6 +114,7 @@ async def test_tls_failures_keep_everything_spooled(
         assert not fake.hellos and len(spool) == 1 and not link.state().connected
     finally:
         assert await asyncio.to_thread(link.close)
+        spool.close()
 
 
 def test_a_certificate_without_its_key_is_refused(pki: Pki) -> None:

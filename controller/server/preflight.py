@@ -232,7 +232,14 @@ async def run_preflight(
                 fleet_pb2.GateReason(check="registration", severity=fleet_pb2.SEVERITY_UNKNOWN,
                                      message="node is not registered")]))
             continue
-        verdict = gate(snap.facts[name], snap.evidence[name], policy, now, run=request.run)
+        facts = snap.facts[name]
+        verdict = gate(facts, snap.evidence[name], policy, now, run=request.run)
+        if name in tested and facts.state is NodeState.SUSPECT:
+            # the re-test's own evidence made it suspect: show that evidence, not the state
+            retested = gate(replace(facts, state=NodeState.PREFLIGHT), snap.evidence[name],
+                            policy, now, run=request.run)
+            if not retested.admitted:
+                verdict = retested
         blocking, notes = by_fleet.get(name, ([], []))
         extra = list(blocking)
         if name in untested and not verdict.admitted:

@@ -6,14 +6,19 @@ The factories build real protobuf messages the way an agent would; tests import 
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
+from controller.clock import Clock
+from controller.server import Controller, ControllerSettings, ServiceSettings
 from controller.store import FleetStore, Inbound, NodeIdentity
-from protos.gpufleet.v1 import fleet_pb2
+from protos.gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 
 def hello(node: str, *, next_seq: int = 1, boot_id: str = "boot-1", gpus: int = 8,
@@ -100,3 +105,103 @@ def store(db_path: Path) -> Iterator[FleetStore]:
         yield s
     finally:
         s.close()
+
+
+class RawAgent:
+    """A minimal agent-side stream client on the generated stubs (not the real agent link)."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.call: Any = fleet_pb2_grpc.AgentLinkStub(channel).Connect()  # type: ignore[no-untyped-call]
+        self.directives: list[fleet_pb2.Directive] = []
+        self.acks: list[int] = []
+
+    async def send(self, msg: fleet_pb2.AgentMessage) -> None:
+        """Write one message."""
+        await self.call.write(msg)
+
+    async def hello(self, node: str, **kw: Any) -> fleet_pb2.Welcome:
+        """Send a Hello and return the Welcome."""
+        await self.send(hello(node, **kw))
+        reply = await asyncio.wait_for(self.call.read(), 10)
+        assert reply.WhichOneof("body") == "welcome", reply
+        return reply.welcome  # type: ignore[no-any-return]
+
+    async def read(self, timeout: float = 10.0) -> fleet_pb2.ControllerMessage:
+        """Read one controller message, recording acks and directives."""
+        msg = await asyncio.wait_for(self.call.read(), timeout)
+        if msg is grpc.aio.EOF:
+            raise EOFError("stream ended")
+        if msg.WhichOneof("body") == "ack":
+            self.acks.append(msg.ack.seq)
+        elif msg.WhichOneof("body") == "directive":
+            self.directives.append(msg.directive)
+        return msg  # type: ignore[no-any-return]
+
+    async def until_ack(self, seq: int, timeout: float = 10.0) -> int:
+        """Read until an ack >= seq arrives; return it."""
+        deadline = time.monotonic() + timeout
+        while not self.acks or self.acks[-1] < seq:
+            await self.read(max(0.01, deadline - time.monotonic()))
+        return self.acks[-1]
+
+    async def until_directive(self, timeout: float = 10.0) -> fleet_pb2.Directive:
+        """Read until a directive arrives; return it."""
+        seen = len(self.directives)
+        deadline = time.monotonic() + timeout
+        while len(self.directives) == seen:
+            await self.read(max(0.01, deadline - time.monotonic()))
+        return self.directives[-1]
+
+    async def status(self, timeout: float = 10.0) -> tuple[grpc.StatusCode, str]:
+        """Drain the stream until it ends; return its status and details."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                msg = await asyncio.wait_for(self.call.read(),
+                                             max(0.01, deadline - time.monotonic()))
+                if msg is grpc.aio.EOF:
+                    break
+        except grpc.aio.AioRpcError as err:
+            return err.code(), err.details() or ""
+        return await self.call.code(), await self.call.details()
+
+    async def close(self) -> None:
+        """Half-close and wait for the server to finish."""
+        await self.call.done_writing()
+        await self.status()
+
+
+def settings(db: Path, **service: Any) -> ControllerSettings:
+    """Insecure loopback settings on `db` with fast heartbeats off by default."""
+    base: dict[str, Any] = {"heartbeat_check_s": 0.0, "batch_linger_s": 0.001}
+    return ControllerSettings(listen="127.0.0.1:0", db=db,
+                              service=ServiceSettings(**(base | service)))
+
+
+async def start_controller(
+    cfg: ControllerSettings, clock: Clock | None = None
+) -> Controller:
+    """Start a controller; the caller must stop it (in a finally)."""
+    controller = Controller(cfg, clock=clock)
+    await controller.start()
+    return controller
+
+
+@pytest.fixture
+async def controller(db_path: Path) -> AsyncIterator[Controller]:
+    """A running insecure controller on 127.0.0.1:0 with a temp database."""
+    c = await start_controller(settings(db_path))
+    try:
+        yield c
+    finally:
+        await c.stop(grace_s=0)
+
+
+@pytest.fixture
+async def channel(controller: Controller) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel to the running controller."""
+    ch = grpc.aio.insecure_channel(controller.address)
+    try:
+        yield ch
+    finally:
+        await ch.close()

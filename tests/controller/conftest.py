@@ -153,7 +153,7 @@ class RawAgent:
         return self.directives[-1]
 
     async def status(self, timeout: float = 10.0) -> tuple[grpc.StatusCode, str]:
-        """Drain the stream until it ends; return its status and details."""
+        """Drain the stream until it ends (recording directives); return its status."""
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -161,6 +161,8 @@ class RawAgent:
                                              max(0.01, deadline - time.monotonic()))
                 if msg is grpc.aio.EOF:
                     break
+                if msg.WhichOneof("body") == "directive":
+                    self.directives.append(msg.directive)
         except grpc.aio.AioRpcError as err:
             return err.code(), err.details() or ""
         return await self.call.code(), await self.call.details()

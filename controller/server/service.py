@@ -91,7 +91,8 @@ class FleetService:
         self.directives = DirectiveHub(clock)
         self._states: dict[str, NodeState] = {}
         self._last_seen: dict[str, float] = {}
-        self._lost: set[str] = set()
+        self._lost: set[str] = set()  # declared lost by the heartbeat check, not heard since
+        self._unreachable_nodes: set[str] = set()  # whose stored state is unreachable
         self._listeners: list[Callable[[Delivered], None]] = []
         self._transition_listeners: list[Callable[[TransitionRow], None]] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -125,7 +126,9 @@ class FleetService:
         now = self.clock.time()
         self._states = {name: NodeState(state) for name, state in states.items()}
         self._last_seen = dict.fromkeys(self._states, now)
-        self._lost = {n for n, s in self._states.items() if s is NodeState.UNREACHABLE}
+        self._unreachable_nodes = {
+            n for n, s in self._states.items() if s is NodeState.UNREACHABLE}
+        self._lost = set(self._unreachable_nodes)
         self.pipeline.start()
         if self.settings.heartbeat_check_s > 0:
             self._heartbeat_task = asyncio.get_running_loop().create_task(
@@ -163,7 +166,9 @@ class FleetService:
     def _notify_transition(self, row: TransitionRow) -> None:
         self._states[row.node] = NodeState(row.to_state)
         if row.to_state == NodeState.UNREACHABLE:
-            self._lost.add(row.node)
+            self._unreachable_nodes.add(row.node)
+        else:
+            self._unreachable_nodes.discard(row.node)
         for callback in self._transition_listeners:
             try:
                 callback(row)
@@ -215,7 +220,7 @@ class FleetService:
         self._notify(Delivered(node, msg, None, durable=False))
 
     def _unreachable(self) -> frozenset[str]:
-        return frozenset(self._lost)
+        return frozenset(self._unreachable_nodes)
 
     def _on_commit(self, committed: Committed) -> None:
         batch = committed.batch

@@ -1,10 +1,10 @@
-"""evaluate(): the whole registry on realistic samples, the central rule, and its cost."""
+"""evaluate(): the whole registry on realistic samples and the central rule (its cost is measured in
+bench/agent_sweep.py, not asserted here)."""
 
 from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
@@ -146,20 +146,6 @@ def test_findings_are_stable_ids_with_messages_and_json_evidence() -> None:
         encoded = json.loads(json.dumps(found.to_json()))
         assert set(encoded) >= {"check", "severity", "gpu", "message", "action", "evidence"}
     assert all(f.gpu != 7 or f.check in ("gpu_lost", "xid") for f in findings)
-
-
-def test_full_evaluate_of_8_gpu_node_costs_well_under_a_ms_per_gpu() -> None:
-    start = healthy_node()
-    end = later(start, 60.0)
-    policy = policy_from_dict({"node": {"expected_gpus": 8}})
-    rounds = 200
-    began = time.perf_counter()
-    for _ in range(rounds):
-        evaluate(end, start, policy)
-    per_gpu_ms = (time.perf_counter() - began) / rounds / 8 * 1000
-    # the design target is "a small fraction of a millisecond per GPU"; 0.25 ms leaves room for a
-    # loaded CI machine (measured about 0.01-0.02 ms here)
-    assert per_gpu_ms < 0.25, per_gpu_ms
 
 
 def test_not_supported_on_one_gpu_changes_nothing_for_the_others() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import fields as dataclass_fields
 from typing import Any
@@ -418,15 +417,3 @@ def test_one_dl_counter_failing_on_one_link(make_backend: MakeBackend) -> None:
     assert "link 5" in s.unavailable["nvlinks.replay_errors"].detail
 
 
-def test_full_sweep_cost_per_gpu_is_bounded(make_backend: MakeBackend) -> None:
-    for fake in (h100_node(8), gb300_node(4)):
-        devices = make_backend(fake).devices()
-        for d in devices:
-            d.sample()
-        rounds = 20
-        start = time.process_time()
-        for _ in range(rounds):
-            for d in devices:
-                d.sample()
-        per_gpu = (time.process_time() - start) / (rounds * len(devices))
-        assert per_gpu < 0.002, f"{per_gpu * 1e6:.0f} µs per GPU"  # measured ~130-180 µs

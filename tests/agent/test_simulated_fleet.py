@@ -1,4 +1,4 @@
-"""The simulated fleet: layout in NVLink domains, routing of faults, the inbox, and its cost."""
+"""The simulated fleet: layout in NVLink domains, routing of faults and the inbox."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -207,27 +206,15 @@ def test_inbox_injects_into_another_process(tmp_path: Path) -> None:
     assert out.strip() == "lost [79]"
 
 
-def test_a_2048_node_fleet_sweeps_in_bounded_time() -> None:
+def test_a_2048_node_fleet_sweeps_and_finds_its_one_lost_gpu() -> None:
+    """The benchmark's fleet shape works end to end (its cost: bench/agent_sweep.py)."""
     clock = FakeClock()
-    started = time.perf_counter()
     f = fleet("h100_sxm:nodes=2048,load=0.5,fault=xid79@h100-n1000/gpu3", clock)
-    backends = f.backends()
-    built = time.perf_counter()
-    per_node_us, lost = [], 0
-    for _ in range(2):  # the first sweep also builds the per-GPU NVLink tuples it then reuses
-        begin, lost = time.perf_counter(), 0
-        for backend in backends:
-            backend.system()
-            lost += sum(d.sample().lost for d in backend.devices())
-            backend.drain_xid_events()
-            backend.host_sample()
-        per_node_us.append((time.perf_counter() - begin) / len(backends) * 1e6)
-        clock.advance(1.0)
-    print(
-        f"\n2048 x 8-GPU simulated nodes: built in {built - started:.2f} s; a full sweep "
-        f"(system + 8 GPU samples + XIDs + host) costs {per_node_us[0]:.0f} us per node the "
-        f"first time, {per_node_us[1]:.0f} us after"
-    )
-    assert lost == 1
-    assert max(per_node_us) < 5_000  # generous for a shared 2-core machine; ~0.1 ms when idle
-    assert built - started < 30
+    lost = []
+    for backend in f.backends():
+        backend.system()
+        lost += [(backend.name, d.index) for d in backend.devices() if d.sample().lost]
+        backend.drain_xid_events()
+        backend.host_sample()
+    assert lost == [("h100-n1000", 3)]
+

@@ -32,7 +32,8 @@ def generate(out_root: Path) -> list[Path]:
         if protoc.main(args) != 0:
             raise RuntimeError(f"protoc failed for {proto}")
         stem = proto.removesuffix(".proto")
-        written += [out_root / f"{stem}{suffix}" for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")]
+        suffixes = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+        written += [out_root / f"{stem}{suffix}" for suffix in suffixes]
     return written
 
 

@@ -134,10 +134,11 @@ class IngestPipeline:
         while True:
             batch = [await self._queue.get()]
             self._take(batch)
+            self._in_flight = len(batch)  # counted from the moment it leaves the queue
             if len(batch) < self._max_batch and self._linger_s > 0:
                 await asyncio.sleep(self._linger_s)
                 self._take(batch)
-            self._in_flight = len(batch)
+                self._in_flight = len(batch)
             unreachable = self._unreachable()
             try:
                 committed = await self._writer.call(

@@ -658,3 +658,209 @@ class PreflightResult(_message.Message):
     run: str
     verdicts: _containers.RepeatedCompositeFieldContainer[NodeVerdict]
     def __init__(self, run: _Optional[str] = ..., verdicts: _Optional[_Iterable[_Union[NodeVerdict, _Mapping]]] = ...) -> None: ...
+
+class BurninRequest(_message.Message):
+    __slots__ = ("nodes", "all", "sizes", "iters", "warmup_iters", "timeout_s", "multi_node", "node_options")
+    class NodeOptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    ITERS_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_ITERS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    MULTI_NODE_FIELD_NUMBER: _ClassVar[int]
+    NODE_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    sizes: str
+    iters: int
+    warmup_iters: int
+    timeout_s: float
+    multi_node: bool
+    node_options: _containers.ScalarMap[str, str]
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sizes: _Optional[str] = ..., iters: _Optional[int] = ..., warmup_iters: _Optional[int] = ..., timeout_s: _Optional[float] = ..., multi_node: _Optional[bool] = ..., node_options: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class BurninNodeResult(_message.Message):
+    __slots__ = ("node", "members", "passed", "severity", "check", "message", "busbw_gbps", "cohort_median_gbps", "threshold_gbps", "sizes", "evidence_id", "backend")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    BUSBW_GBPS_FIELD_NUMBER: _ClassVar[int]
+    COHORT_MEDIAN_GBPS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_GBPS_FIELD_NUMBER: _ClassVar[int]
+    SIZES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    members: _containers.RepeatedScalarFieldContainer[str]
+    passed: bool
+    severity: Severity
+    check: str
+    message: str
+    busbw_gbps: float
+    cohort_median_gbps: float
+    threshold_gbps: float
+    sizes: _containers.RepeatedCompositeFieldContainer[BurnInSize]
+    evidence_id: str
+    backend: str
+    def __init__(self, node: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., passed: _Optional[bool] = ..., severity: _Optional[_Union[Severity, str]] = ..., check: _Optional[str] = ..., message: _Optional[str] = ..., busbw_gbps: _Optional[float] = ..., cohort_median_gbps: _Optional[float] = ..., threshold_gbps: _Optional[float] = ..., sizes: _Optional[_Iterable[_Union[BurnInSize, _Mapping]]] = ..., evidence_id: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
+
+class BurninReport(_message.Message):
+    __slots__ = ("nodes", "groups")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[BurninNodeResult]
+    groups: _containers.RepeatedCompositeFieldContainer[BurninNodeResult]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[BurninNodeResult, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[BurninNodeResult, _Mapping]]] = ...) -> None: ...
+
+class BurninUpdate(_message.Message):
+    __slots__ = ("progress", "result")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    progress: PreflightProgress
+    result: BurninReport
+    def __init__(self, progress: _Optional[_Union[PreflightProgress, _Mapping]] = ..., result: _Optional[_Union[BurninReport, _Mapping]] = ...) -> None: ...
+
+class StartRunRequest(_message.Message):
+    __slots__ = ("spec_toml", "source")
+    SPEC_TOML_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    spec_toml: str
+    source: str
+    def __init__(self, spec_toml: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class RunRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RunView(_message.Message):
+    __slots__ = ("name", "state", "attempt", "restarts", "restart_budget", "step", "target_steps", "loss", "step_time_s", "started_at", "ended_at", "nodes", "reason", "world_size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    RESTART_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TARGET_STEPS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    STEP_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    attempt: int
+    restarts: int
+    restart_budget: int
+    step: int
+    target_steps: int
+    loss: float
+    step_time_s: float
+    started_at: float
+    ended_at: float
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    world_size: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., attempt: _Optional[int] = ..., restarts: _Optional[int] = ..., restart_budget: _Optional[int] = ..., step: _Optional[int] = ..., target_steps: _Optional[int] = ..., loss: _Optional[float] = ..., step_time_s: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., nodes: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., world_size: _Optional[int] = ...) -> None: ...
+
+class RunEvent(_message.Message):
+    __slots__ = ("at", "kind", "node", "attempt", "message")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    at: float
+    kind: str
+    node: str
+    attempt: int
+    message: str
+    def __init__(self, at: _Optional[float] = ..., kind: _Optional[str] = ..., node: _Optional[str] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Goodput(_message.Message):
+    __slots__ = ("wall_s", "productive_s", "recomputed_s", "detection_s", "restart_s", "other_s", "productive_steps", "recomputed_steps", "restarts", "goodput", "energy_j", "productive_energy_j", "joules_per_step", "joules_per_token")
+    WALL_S_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTIVE_S_FIELD_NUMBER: _ClassVar[int]
+    RECOMPUTED_S_FIELD_NUMBER: _ClassVar[int]
+    DETECTION_S_FIELD_NUMBER: _ClassVar[int]
+    RESTART_S_FIELD_NUMBER: _ClassVar[int]
+    OTHER_S_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTIVE_STEPS_FIELD_NUMBER: _ClassVar[int]
+    RECOMPUTED_STEPS_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    GOODPUT_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    PRODUCTIVE_ENERGY_J_FIELD_NUMBER: _ClassVar[int]
+    JOULES_PER_STEP_FIELD_NUMBER: _ClassVar[int]
+    JOULES_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    wall_s: float
+    productive_s: float
+    recomputed_s: float
+    detection_s: float
+    restart_s: float
+    other_s: float
+    productive_steps: int
+    recomputed_steps: int
+    restarts: int
+    goodput: float
+    energy_j: float
+    productive_energy_j: float
+    joules_per_step: float
+    joules_per_token: float
+    def __init__(self, wall_s: _Optional[float] = ..., productive_s: _Optional[float] = ..., recomputed_s: _Optional[float] = ..., detection_s: _Optional[float] = ..., restart_s: _Optional[float] = ..., other_s: _Optional[float] = ..., productive_steps: _Optional[int] = ..., recomputed_steps: _Optional[int] = ..., restarts: _Optional[int] = ..., goodput: _Optional[float] = ..., energy_j: _Optional[float] = ..., productive_energy_j: _Optional[float] = ..., joules_per_step: _Optional[float] = ..., joules_per_token: _Optional[float] = ...) -> None: ...
+
+class RunPlacementNode(_message.Message):
+    __slots__ = ("node", "domain", "ep_group", "ranks")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    EP_GROUP_FIELD_NUMBER: _ClassVar[int]
+    RANKS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    domain: str
+    ep_group: int
+    ranks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, node: _Optional[str] = ..., domain: _Optional[str] = ..., ep_group: _Optional[int] = ..., ranks: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RunDetail(_message.Message):
+    __slots__ = ("run", "events", "goodput", "placement", "spares")
+    class SparesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    GOODPUT_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    SPARES_FIELD_NUMBER: _ClassVar[int]
+    run: RunView
+    events: _containers.RepeatedCompositeFieldContainer[RunEvent]
+    goodput: Goodput
+    placement: _containers.RepeatedCompositeFieldContainer[RunPlacementNode]
+    spares: _containers.ScalarMap[str, str]
+    def __init__(self, run: _Optional[_Union[RunView, _Mapping]] = ..., events: _Optional[_Iterable[_Union[RunEvent, _Mapping]]] = ..., goodput: _Optional[_Union[Goodput, _Mapping]] = ..., placement: _Optional[_Iterable[_Union[RunPlacementNode, _Mapping]]] = ..., spares: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[RunView]
+    def __init__(self, runs: _Optional[_Iterable[_Union[RunView, _Mapping]]] = ...) -> None: ...

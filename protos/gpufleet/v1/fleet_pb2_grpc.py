@@ -142,6 +142,31 @@ class FleetAdminStub:
                 request_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.PreflightRequest.SerializeToString,
                 response_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.PreflightUpdate.FromString,
                 _registered_method=True)
+        self.Burnin = channel.unary_stream(
+                '/gpufleet.v1.FleetAdmin/Burnin',
+                request_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.BurninRequest.SerializeToString,
+                response_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.BurninUpdate.FromString,
+                _registered_method=True)
+        self.StartRun = channel.unary_unary(
+                '/gpufleet.v1.FleetAdmin/StartRun',
+                request_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.StartRunRequest.SerializeToString,
+                response_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunDetail.FromString,
+                _registered_method=True)
+        self.GetRun = channel.unary_unary(
+                '/gpufleet.v1.FleetAdmin/GetRun',
+                request_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunRequest.SerializeToString,
+                response_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunDetail.FromString,
+                _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/gpufleet.v1.FleetAdmin/ListRuns',
+                request_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.StopRun = channel.unary_unary(
+                '/gpufleet.v1.FleetAdmin/StopRun',
+                request_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunRequest.SerializeToString,
+                response_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunDetail.FromString,
+                _registered_method=True)
 
 
 class FleetAdminServicer:
@@ -195,6 +220,40 @@ class FleetAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Burnin(self, request, context):
+        """NCCL/gloo all-reduce burn-in: single-node on every requested node (in parallel), then, with
+        multi_node, groups that mirror the fabric (each NVLink domain together). Results are judged
+        against the SKU floor and the cohort, stored as "burnin" evidence, and streamed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartRun(self, request, context):
+        """Runs: start from a TOML spec (placed on nodes the gate admits), inspect, list, stop.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +286,31 @@ def add_FleetAdminServicer_to_server(servicer, server):
                     servicer.Preflight,
                     request_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.PreflightRequest.FromString,
                     response_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.PreflightUpdate.SerializeToString,
+            ),
+            'Burnin': grpc.unary_stream_rpc_method_handler(
+                    servicer.Burnin,
+                    request_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.BurninRequest.FromString,
+                    response_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.BurninUpdate.SerializeToString,
+            ),
+            'StartRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRun,
+                    request_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.StartRunRequest.FromString,
+                    response_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunDetail.SerializeToString,
+            ),
+            'GetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRun,
+                    request_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunRequest.FromString,
+                    response_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunDetail.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.ListRunsRequest.FromString,
+                    response_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'StopRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopRun,
+                    request_deserializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunRequest.FromString,
+                    response_serializer=protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunDetail.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -394,6 +478,141 @@ class FleetAdmin:
             '/gpufleet.v1.FleetAdmin/Preflight',
             protos_dot_gpufleet_dot_v1_dot_fleet__pb2.PreflightRequest.SerializeToString,
             protos_dot_gpufleet_dot_v1_dot_fleet__pb2.PreflightUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Burnin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gpufleet.v1.FleetAdmin/Burnin',
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.BurninRequest.SerializeToString,
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.BurninUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.FleetAdmin/StartRun',
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.StartRunRequest.SerializeToString,
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.FleetAdmin/GetRun',
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunRequest.SerializeToString,
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.FleetAdmin/ListRuns',
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.ListRunsRequest.SerializeToString,
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gpufleet.v1.FleetAdmin/StopRun',
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunRequest.SerializeToString,
+            protos_dot_gpufleet_dot_v1_dot_fleet__pb2.RunDetail.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ only schedules, calls and applies; judgement lives in agent.checks, I/O in the s
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,13 @@ from agent.ranks.runner import RankRunner
 from agent.sweep import Sweeper
 
 log = logging.getLogger(__name__)
+
+
+def free_port(host: str) -> int:
+    """An ephemeral TCP port free on `host` right now (for a single-node rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -131,10 +139,13 @@ class AgentDaemon:
         return DirectiveResult(directive.id, False, f"unsupported directive {type(kind).__name__}")
 
     def _burnin(self, directive_id: str, d: RunBurnIn) -> DirectiveResult:
+        port = d.master_port
+        if port == 0 and d.local_ranks == d.world_size:  # single-node: this agent picks the port
+            port = free_port(d.master_addr or "127.0.0.1")
         job = BurnInJob(
             sizes=",".join(str(s) for s in d.sizes_bytes), warmup=d.warmup_iters, iters=d.iters,
             world_size=d.world_size, rank_offset=d.rank_offset, local_ranks=d.local_ranks,
-            master_addr=d.master_addr, master_port=d.master_port, timeout_s=d.timeout_s,
+            master_addr=d.master_addr or "127.0.0.1", master_port=port, timeout_s=d.timeout_s,
             backend=d.backend or "auto", options=dict(d.options),
         )
         self._load(1.0)

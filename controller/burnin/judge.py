@@ -105,8 +105,8 @@ def _judge_one(r: Measured, cohort: Sequence[float], target: BurnInTarget) -> Bu
     stats = cohort_threshold(cohort, target)
     if stats is not None and r.busbw_gbps < stats[1]:
         median, threshold = stats
-        return BurnInJudgement(
-            r.node, False, "warn", "burnin_outlier",
+        return BurnInJudgement(  # critical for admission: a slow node paces the whole run
+            r.node, False, "critical", "burnin_outlier",
             f"all-reduce busbw {r.busbw_gbps:.2f} GB/s is {100 * (1 - r.busbw_gbps / median):.0f}% "
             f"below its cohort's median {median:.2f} GB/s (threshold {threshold:.2f}): a slow node "
             "paces the whole run; keep it out and investigate",

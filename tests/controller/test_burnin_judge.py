@@ -23,6 +23,7 @@ def test_slow_node_above_floor_is_flagged_by_its_cohort() -> None:
     slow = verdicts[-1]
     assert slow.busbw_gbps > 360  # above the absolute SKU floor...
     assert not slow.passed and slow.check == "burnin_outlier"  # ...yet an outlier
+    assert slow.severity == "critical"  # blocks admission: one slow node paces the run
     assert slow.cohort_median_gbps == pytest.approx(469.5)
     assert all(v.passed for v in verdicts[:-1])
 

@@ -660,7 +660,7 @@ class PreflightResult(_message.Message):
     def __init__(self, run: _Optional[str] = ..., verdicts: _Optional[_Iterable[_Union[NodeVerdict, _Mapping]]] = ...) -> None: ...
 
 class BurninRequest(_message.Message):
-    __slots__ = ("nodes", "all", "sizes", "iters", "warmup_iters", "timeout_s", "multi_node", "node_options")
+    __slots__ = ("nodes", "all", "sizes", "iters", "warmup_iters", "timeout_s", "multi_node", "node_options", "ranks_per_node")
     class NodeOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -676,6 +676,7 @@ class BurninRequest(_message.Message):
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     MULTI_NODE_FIELD_NUMBER: _ClassVar[int]
     NODE_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    RANKS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedScalarFieldContainer[str]
     all: bool
     sizes: str
@@ -684,7 +685,8 @@ class BurninRequest(_message.Message):
     timeout_s: float
     multi_node: bool
     node_options: _containers.ScalarMap[str, str]
-    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sizes: _Optional[str] = ..., iters: _Optional[int] = ..., warmup_iters: _Optional[int] = ..., timeout_s: _Optional[float] = ..., multi_node: _Optional[bool] = ..., node_options: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    ranks_per_node: int
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sizes: _Optional[str] = ..., iters: _Optional[int] = ..., warmup_iters: _Optional[int] = ..., timeout_s: _Optional[float] = ..., multi_node: _Optional[bool] = ..., node_options: _Optional[_Mapping[str, str]] = ..., ranks_per_node: _Optional[int] = ...) -> None: ...
 
 class BurninNodeResult(_message.Message):
     __slots__ = ("node", "members", "passed", "severity", "check", "message", "busbw_gbps", "cohort_median_gbps", "threshold_gbps", "sizes", "evidence_id", "backend")

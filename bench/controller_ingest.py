@@ -266,7 +266,8 @@ def start_controller(db: Path, args: argparse.Namespace) -> tuple[subprocess.Pop
     env = {k: v for k, v in os.environ.items() if not k.startswith("GPUFLEET_")}
     cmd = [sys.executable, "-m", "controller", "serve", "--listen", "127.0.0.1:0",
            "--db", str(db), "--insecure", "--metrics-listen", "127.0.0.1:0",
-           "--heartbeat-timeout", "600", "--ingest-linger-ms", str(args.linger_ms)]
+           "--heartbeat-timeout", "600", "--ingest-linger-ms", str(args.linger_ms),
+           "--gc-freeze-interval", str(args.gc_freeze_interval)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env)
     assert proc.stdout is not None
@@ -365,6 +366,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--streams-per-channel", type=int, default=1)
     parser.add_argument("--linger-ms", type=float, default=2.0)
+    parser.add_argument("--gc-freeze-interval", type=float, default=10.0,
+                        help="the controller's GC tuning (0 = off)")
     parser.add_argument("--p99-target", type=float, default=0.050)
     parser.add_argument("--step-factor", type=float, default=1.5)
     parser.add_argument("--max-nodes", type=int, default=32768)

@@ -36,6 +36,7 @@ from controller.server import (
     ServiceSettings,
     TlsFiles,
 )
+from controller.server.gc_tuning import GcSettings
 from controller.store import SchemaError
 
 PROG = "gpufleet-controller"
@@ -57,6 +58,8 @@ _HELP = {
     "ingest_queue": "bound of the ingest queue (messages)",
     "ingest_batch": "most messages stored in one transaction",
     "ingest_linger_ms": "how long the writer waits to fill a small batch",
+    "gc_freeze_interval": "seconds between freezing GC survivors (0 = leave the GC alone)",
+    "gc_full_interval": "seconds between full GC collections while freezing",
 }
 
 
@@ -110,11 +113,16 @@ def settings_from(cfg: ControllerConfig) -> ControllerSettings:
             burnin_ttl_s=cfg.burnin_ttl,
             timeout_s=cfg.preflight_timeout,
         ),
+        gc=GcSettings(cfg.gc_freeze_interval, cfg.gc_full_interval),
     )
 
 
 async def serve(settings: ControllerSettings) -> int:
     """Run a controller until SIGTERM/SIGINT; return the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before anyone can learn our address
+        loop.add_signal_handler(sig, stop.set)
     controller = Controller(settings)
     try:
         await controller.start()
@@ -125,10 +133,6 @@ async def serve(settings: ControllerSettings) -> int:
     if controller.metrics_server is not None:
         ms = controller.metrics_server
         print(f"metrics on http://{ms.host}:{ms.port}/metrics", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

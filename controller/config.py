@@ -50,6 +50,8 @@ class ControllerConfig:
     ingest_queue: int = 8192
     ingest_batch: int = 1024
     ingest_linger_ms: float = 2.0
+    gc_freeze_interval: float = 10.0
+    gc_full_interval: float = 1800.0
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ControllerConfig))
@@ -181,6 +183,10 @@ def _validate(cfg: ControllerConfig, problems: list[str],
     for name in ("ingest_queue", "ingest_batch"):
         if getattr(cfg, name) < 1:
             problems.append(f"{flag_name(name)} must be >= 1 (got {getattr(cfg, name)})")
+    for name in ("gc_freeze_interval", "gc_full_interval"):
+        value = getattr(cfg, name)
+        if not (math.isfinite(value) and value >= 0):
+            problems.append(f"{flag_name(name)} must be >= 0, 0 = off (got {value})")
     if not (math.isfinite(cfg.ingest_linger_ms) and 0 <= cfg.ingest_linger_ms <= 1000):
         problems.append(f"--ingest-linger-ms must be 0..1000 (got {cfg.ingest_linger_ms})")
 

@@ -21,6 +21,7 @@ from protos.gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 from .admin import FleetAdminServicer
 from .agent_link import AgentLinkServicer
+from .gc_tuning import GcSettings, GcTuner
 from .preflight import PreflightSettings
 from .security import AdminAuth, OperatorTokens, TlsFiles, server_credentials
 from .service import FleetService, ServiceSettings
@@ -42,6 +43,7 @@ class ControllerSettings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     preflight: PreflightSettings = field(default_factory=PreflightSettings)
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    gc: GcSettings = field(default_factory=lambda: GcSettings(0.0, 0.0))  # off unless asked
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -65,6 +67,7 @@ class Controller:
         self.metrics_server: MetricsServer | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health_aio.HealthServicer | None = None
+        self._gc = GcTuner(settings.gc, self.clock)
 
     @property
     def address(self) -> str:
@@ -111,12 +114,14 @@ class Controller:
             if settings.metrics_listen:
                 host, port = split_host_port(settings.metrics_listen)
                 self.metrics_server = serve_metrics(self.metrics, host, port)
+            self._gc.start()
         except BaseException:
             await self.stop(grace_s=0)
             raise
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop serving (in-flight calls get `grace_s`), store what is queued, close."""
+        await self._gc.stop()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
             self._health = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
+from prometheus_client import Counter as Counter_
 
 from controller.clock import Clock
 from controller.fleet.fleet_checks import stale_nodes
@@ -96,6 +97,7 @@ class FleetService:
         self._listeners: list[Callable[[Delivered], None]] = []
         self._transition_listeners: list[Callable[[TransitionRow], None]] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._kind_counters: dict[str, Counter_] = {}
         self.pipeline = IngestPipeline(
             writer, clock, on_commit=self._on_commit, on_failure=self._on_failure,
             unreachable=self._unreachable, max_queue=settings.queue_size,
@@ -235,11 +237,13 @@ class FleetService:
         self.metrics.batch_messages.observe(len(committed.items))
         kinds = Counter(item.kind for item in batch.stored)
         for kind, n in kinds.items():
-            self.metrics.ingest_messages.labels(kind).inc(n)
+            self._kind_counter(kind).inc(n)
         if batch.duplicates:
             self.metrics.ingest_messages.labels("duplicate").inc(batch.duplicates)
         for _move, row in committed.transitions:
             self._notify_transition(row)
+        if not self._listeners and not any(s.directive_id for s in batch.stored):
+            return
         by_key = {(i.node, i.msg.seq): i.msg for i in committed.items}
         for stored in batch.stored:
             msg = by_key.get((stored.node, stored.seq))
@@ -253,6 +257,12 @@ class FleetService:
                 ))
             if self._listeners and msg is not None:
                 self._notify(Delivered(stored.node, msg, stored.evidence_id, durable=True))
+
+    def _kind_counter(self, kind: str) -> Counter_:
+        counter = self._kind_counters.get(kind)
+        if counter is None:
+            counter = self._kind_counters[kind] = self.metrics.ingest_messages.labels(kind)
+        return counter
 
     def _on_failure(self, items: list[Inbound], exc: BaseException) -> None:
         for node in {item.node for item in items}:

@@ -58,6 +58,8 @@ _HELP = {
     "ingest_queue": "bound of the ingest queue (messages)",
     "ingest_batch": "most messages stored in one transaction",
     "ingest_linger_ms": "how long the writer waits to fill a small batch",
+    "report_retention": "seconds raw reports are kept (0 = forever); findings cited by "
+                        "transitions and each node's latest health are always kept",
     "gc_freeze_interval": "seconds between freezing GC survivors (0 = leave the GC alone)",
     "gc_full_interval": "seconds between full GC collections while freezing",
 }
@@ -107,6 +109,7 @@ def settings_from(cfg: ControllerConfig) -> ControllerSettings:
             queue_size=cfg.ingest_queue,
             max_batch=cfg.ingest_batch,
             batch_linger_s=cfg.ingest_linger_ms / 1000.0,
+            report_retention_s=cfg.report_retention,
         ),
         preflight=PreflightSettings(
             max_age_s=cfg.preflight_max_age,

@@ -50,6 +50,7 @@ class ControllerConfig:
     ingest_queue: int = 8192
     ingest_batch: int = 1024
     ingest_linger_ms: float = 2.0
+    report_retention: float = 3600.0
     gc_freeze_interval: float = 10.0
     gc_full_interval: float = 1800.0
 
@@ -183,7 +184,7 @@ def _validate(cfg: ControllerConfig, problems: list[str],
     for name in ("ingest_queue", "ingest_batch"):
         if getattr(cfg, name) < 1:
             problems.append(f"{flag_name(name)} must be >= 1 (got {getattr(cfg, name)})")
-    for name in ("gc_freeze_interval", "gc_full_interval"):
+    for name in ("gc_freeze_interval", "gc_full_interval", "report_retention"):
         value = getattr(cfg, name)
         if not (math.isfinite(value) and value >= 0):
             problems.append(f"{flag_name(name)} must be >= 0, 0 = off (got {value})")

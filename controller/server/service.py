@@ -60,6 +60,8 @@ class ServiceSettings:
     queue_size: int = 8192
     max_batch: int = 1024
     batch_linger_s: float = 0.002
+    report_retention_s: float = 3600.0  # raw reports kept this long (0 = forever)
+    prune_interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class FleetService:
         self._listeners: list[Callable[[Delivered], None]] = []
         self._transition_listeners: list[Callable[[TransitionRow], None]] = []
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._prune_task: asyncio.Task[None] | None = None
         self._kind_counters: dict[str, Counter_] = {}
         self.pipeline = IngestPipeline(
             writer, clock, on_commit=self._on_commit, on_failure=self._on_failure,
@@ -132,18 +135,20 @@ class FleetService:
             n for n, s in self._states.items() if s is NodeState.UNREACHABLE}
         self._lost = set(self._unreachable_nodes)
         self.pipeline.start()
+        loop = asyncio.get_running_loop()
         if self.settings.heartbeat_check_s > 0:
-            self._heartbeat_task = asyncio.get_running_loop().create_task(
-                self._heartbeat_loop(), name="heartbeat"
-            )
+            self._heartbeat_task = loop.create_task(self._heartbeat_loop(), name="heartbeat")
+        if self.settings.report_retention_s > 0 and self.settings.prune_interval_s > 0:
+            self._prune_task = loop.create_task(self._prune_loop(), name="prune")
 
     async def stop(self) -> None:
         """Stop the heartbeat, commit what is queued, close the store threads."""
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
-            self._heartbeat_task = None
+        for task in (self._heartbeat_task, self._prune_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._heartbeat_task = self._prune_task = None
         await self.pipeline.close()
         self._reader.close()
         self._writer.close()
@@ -392,6 +397,30 @@ class FleetService:
                 await self.check_heartbeats()
             except (StoreError, OSError):
                 log.exception("heartbeat check failed")
+
+    # ------------------------------------------------------------------ retention
+
+    async def prune(self, max_chunks: int = 1000) -> int:
+        """Delete raw reports older than the retention, a chunk per transaction, so ingest
+        batches interleave; return the rows deleted."""
+        before = self.clock.time() - self.settings.report_retention_s
+        total = 0
+        for _ in range(max_chunks):
+            deleted = await self._writer.call(lambda store: store.prune(before))
+            total += deleted
+            if not deleted:
+                break
+        return total
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.prune_interval_s)
+            try:
+                deleted = await self.prune()
+                if deleted:
+                    log.info("pruned %d report/evidence rows past retention", deleted)
+            except (StoreError, OSError):
+                log.exception("pruning failed")
 
     # ------------------------------------------------------------------ reads
 

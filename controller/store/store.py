@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -469,6 +469,31 @@ class FleetStore:
             )
             return int(cur.lastrowid or 0)
 
+    # ------------------------------------------------------------------ retention
+
+    def prune(self, before: float, *, limit: int = 5000) -> int:
+        """Delete up to `limit` reports received before `before`, and health evidence taken
+        before it that no node or transition cites; return how many rows went.
+
+        Call repeatedly (each call is one short transaction) until it returns 0.
+        """
+        with self.transaction():
+            reports = self._conn.execute(
+                "DELETE FROM reports WHERE id IN (SELECT id FROM reports WHERE received_at < ? "
+                "ORDER BY id LIMIT ?)",
+                (before, limit),
+            ).rowcount
+            evidence = self._conn.execute(
+                "DELETE FROM evidence WHERE id IN (SELECT id FROM evidence WHERE kind = 'health' "
+                "AND taken_at < ? "
+                "AND id NOT IN (SELECT health_evidence_id FROM nodes "
+                "WHERE health_evidence_id IS NOT NULL) "
+                "AND id NOT IN (SELECT evidence_id FROM transitions WHERE evidence_id IS NOT NULL) "
+                "ORDER BY id LIMIT ?)",
+                (before, limit),
+            ).rowcount
+        return int(reports) + int(evidence)
+
     # ------------------------------------------------------------------ reads
 
     def node(self, name: str) -> NodeRow | None:
@@ -497,6 +522,34 @@ class FleetStore:
             f"SELECT {_NODE_COLUMNS} FROM nodes{where} ORDER BY name", params
         ).fetchall()
         return [_node_row(r) for r in rows]
+
+    def states(self, names: Iterable[str]) -> dict[str, str]:
+        """The lifecycle state of each named node that exists."""
+        wanted = list(names)
+        out: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows = self._conn.execute(
+                f"SELECT name, state FROM nodes WHERE name IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            out.update({str(n): str(st) for n, st in rows})
+        return out
+
+    def all_states(self) -> dict[str, str]:
+        """The lifecycle state of every node."""
+        return {str(n): str(st) for n, st in self._conn.execute("SELECT name, state FROM nodes")}
+
+    def last_transition_at(
+        self, node: str, to_state: str, from_states: Sequence[str]
+    ) -> float | None:
+        """When `node` last moved into `to_state` from one of `from_states`, or None."""
+        row = self._conn.execute(
+            "SELECT MAX(at) FROM transitions WHERE node = ? AND to_state = ? AND from_state IN "
+            f"({', '.join('?' * len(from_states))})",
+            (node, to_state, *from_states),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def last_seqs(self) -> dict[str, int]:
         """The highest stored seq of every node."""

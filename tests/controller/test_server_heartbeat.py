@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import urllib.request
 from pathlib import Path
 
@@ -120,6 +121,28 @@ async def test_metrics_endpoint_serves_the_controller_metrics(db_path: Path) -> 
                      "gpufleet_ingest_latency_seconds_count 3.0"):
             assert line in text, line
         assert "gpufleet_directives_total" in text
+        await agent.close()
+    finally:
+        await channel.close()
+        await controller.stop(grace_s=0)
+
+
+async def test_prune_removes_reports_past_retention(db_path: Path) -> None:
+    clock = FakeClock(start=time.time())
+    controller = await start_controller(settings(db_path, report_retention_s=60.0), clock)
+    channel = grpc.aio.insecure_channel(controller.address)
+    try:
+        assert controller.service is not None
+        agent = RawAgent(channel)
+        await agent.hello("node-a")
+        for seq in (1, 2, 3):
+            await agent.send(report(seq))
+        await agent.until_ack(3)
+        assert await controller.service.prune() == 0  # nothing is old yet
+        clock.advance(120)
+        assert await controller.service.prune() == 5  # 3 reports + 2 superseded evidence
+        await agent.send(report(4))
+        assert await agent.until_ack(4) == 4  # ingest carries on; seqs are not reused
         await agent.close()
     finally:
         await channel.close()

@@ -216,3 +216,30 @@ def test_any_replay_pattern_stores_each_seq_once(tmp_path: Path, batches: list[l
     finally:
         store.close()
         path.unlink()
+
+
+def test_prune_keeps_cited_and_latest_evidence(store: FleetStore, db_path: Path) -> None:
+    store.register_node(identity("n1"), now=1.0)
+    old = [inbound("n1", report(s, sampled_at=100.0 + s)) for s in (1, 2, 3)]
+    old = [i._replace(received_at=100.0 + i.msg.seq) for i in old]
+    critical = inbound("n1", report(4, verdict=fleet_pb2.SEVERITY_CRITICAL, findings=1,
+                                    sampled_at=104.0))._replace(received_at=104.0)
+    store.store_batch([*old, critical])
+    ev = store.node("n1")
+    assert ev is not None and ev.health_evidence_id is not None
+    cited = store.record_transition("n1", "registered", "suspect", cause="critical report",
+                                    actor="controller", at=104.0,
+                                    evidence_id=ev.health_evidence_id - 1)  # report 3's evidence
+    store.store_batch([inbound("n1", report(5))])  # fresh: received now
+    deleted = store.prune(before=1000.0, limit=2)
+    assert deleted == 4  # 2 reports + 2 uncited old evidence rows in the first chunk
+    while store.prune(before=1000.0, limit=2):
+        pass
+    assert count(db_path, "SELECT COUNT(*) FROM reports") == 1  # only the fresh one
+    conn = sqlite3.connect(db_path)
+    kept = {int(r) for (r,) in conn.execute("SELECT id FROM evidence")}
+    conn.close()
+    node = store.node("n1")
+    assert node is not None and node.health_evidence_id in kept  # the latest health
+    assert cited.evidence_id in kept  # cited by a transition
+    assert len(kept) == 2

@@ -660,7 +660,7 @@ class PreflightResult(_message.Message):
     def __init__(self, run: _Optional[str] = ..., verdicts: _Optional[_Iterable[_Union[NodeVerdict, _Mapping]]] = ...) -> None: ...
 
 class BurninRequest(_message.Message):
-    __slots__ = ("nodes", "all", "sizes", "iters", "warmup_iters", "timeout_s", "multi_node", "node_options", "ranks_per_node")
+    __slots__ = ("nodes", "all", "sizes", "iters", "warmup_iters", "timeout_s", "multi_node", "node_options", "ranks_per_node", "max_parallel", "master_port")
     class NodeOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -677,6 +677,8 @@ class BurninRequest(_message.Message):
     MULTI_NODE_FIELD_NUMBER: _ClassVar[int]
     NODE_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     RANKS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PARALLEL_FIELD_NUMBER: _ClassVar[int]
+    MASTER_PORT_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedScalarFieldContainer[str]
     all: bool
     sizes: str
@@ -686,10 +688,12 @@ class BurninRequest(_message.Message):
     multi_node: bool
     node_options: _containers.ScalarMap[str, str]
     ranks_per_node: int
-    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sizes: _Optional[str] = ..., iters: _Optional[int] = ..., warmup_iters: _Optional[int] = ..., timeout_s: _Optional[float] = ..., multi_node: _Optional[bool] = ..., node_options: _Optional[_Mapping[str, str]] = ..., ranks_per_node: _Optional[int] = ...) -> None: ...
+    max_parallel: int
+    master_port: int
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sizes: _Optional[str] = ..., iters: _Optional[int] = ..., warmup_iters: _Optional[int] = ..., timeout_s: _Optional[float] = ..., multi_node: _Optional[bool] = ..., node_options: _Optional[_Mapping[str, str]] = ..., ranks_per_node: _Optional[int] = ..., max_parallel: _Optional[int] = ..., master_port: _Optional[int] = ...) -> None: ...
 
 class BurninNodeResult(_message.Message):
-    __slots__ = ("node", "members", "passed", "severity", "check", "message", "busbw_gbps", "cohort_median_gbps", "threshold_gbps", "sizes", "evidence_id", "backend")
+    __slots__ = ("node", "members", "passed", "severity", "check", "message", "busbw_gbps", "cohort_median_gbps", "threshold_gbps", "sizes", "evidence_id", "backend", "duration_s")
     NODE_FIELD_NUMBER: _ClassVar[int]
     MEMBERS_FIELD_NUMBER: _ClassVar[int]
     PASSED_FIELD_NUMBER: _ClassVar[int]
@@ -702,6 +706,7 @@ class BurninNodeResult(_message.Message):
     SIZES_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_ID_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
     node: str
     members: _containers.RepeatedScalarFieldContainer[str]
     passed: bool
@@ -714,7 +719,8 @@ class BurninNodeResult(_message.Message):
     sizes: _containers.RepeatedCompositeFieldContainer[BurnInSize]
     evidence_id: str
     backend: str
-    def __init__(self, node: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., passed: _Optional[bool] = ..., severity: _Optional[_Union[Severity, str]] = ..., check: _Optional[str] = ..., message: _Optional[str] = ..., busbw_gbps: _Optional[float] = ..., cohort_median_gbps: _Optional[float] = ..., threshold_gbps: _Optional[float] = ..., sizes: _Optional[_Iterable[_Union[BurnInSize, _Mapping]]] = ..., evidence_id: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
+    duration_s: float
+    def __init__(self, node: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., passed: _Optional[bool] = ..., severity: _Optional[_Union[Severity, str]] = ..., check: _Optional[str] = ..., message: _Optional[str] = ..., busbw_gbps: _Optional[float] = ..., cohort_median_gbps: _Optional[float] = ..., threshold_gbps: _Optional[float] = ..., sizes: _Optional[_Iterable[_Union[BurnInSize, _Mapping]]] = ..., evidence_id: _Optional[str] = ..., backend: _Optional[str] = ..., duration_s: _Optional[float] = ...) -> None: ...
 
 class BurninReport(_message.Message):
     __slots__ = ("nodes", "groups")

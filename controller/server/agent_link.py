@@ -22,6 +22,7 @@ from .streams import NodeStream
 from .validate import WireError, check_hello, check_message
 
 log = logging.getLogger(__name__)
+FINAL_ACK_WAIT_S = 5.0
 
 
 class AgentLinkServicer(fleet_pb2_grpc.AgentLinkServicer):
@@ -60,7 +61,12 @@ class AgentLinkServicer(fleet_pb2_grpc.AgentLinkServicer):
         except WireError as err:
             service.metrics.rejected.labels(err.code.name).inc()
             await context.abort(err.code, err.message)
-        registration = await service.register(node, hello)
+        try:
+            registration = await service.register(node, hello)
+        except Exception:
+            log.exception("registering %s failed", node)
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                "the controller could not store the Hello; retry later")
         stream = NodeStream(node, context.write)
         service.streams.attach(stream)
         service.metrics.agent_streams.inc()
@@ -86,6 +92,8 @@ class AgentLinkServicer(fleet_pb2_grpc.AgentLinkServicer):
                     await context.abort(failure.code, failure.message)
                 if failure is not None:
                     raise failure
+                # the agent half-closed: give it the acks for what it sent before finishing
+                await stream.wait_acked(stream.submitted, FINAL_ACK_WAIT_S)
             elif ended in done:
                 await context.abort(stream.end_code, stream.end_message)
             else:  # the sender died: the transport is gone
@@ -128,3 +136,4 @@ class AgentLinkServicer(fleet_pb2_grpc.AgentLinkServicer):
                 stream.offer_ack(welcome_seq)
                 continue
             await service.submit(Inbound(node, msg, clock.time(), clock.monotonic()))
+            stream.submitted = seq

@@ -125,6 +125,11 @@ class Controller:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
             self._health = None
+        if self.service is not None and self._server is not None and grace_s > 0:
+            # store what is queued and ack it while the streams are still open, then end them
+            await self.service.pipeline.flush(grace_s / 2)
+            self.service.streams.end_all(grpc.StatusCode.UNAVAILABLE,
+                                         "the controller is shutting down; reconnect")
         if self._server is not None:
             await self._server.stop(grace_s)
             self._server = None

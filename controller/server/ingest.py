@@ -107,6 +107,14 @@ class IngestPipeline:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="ingest")
 
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait (bounded) until nothing is queued or being committed; True if so."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.depth() and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+        return not self.depth()
+
     async def close(self, timeout_s: float = 10.0) -> None:
         """Commit what is queued (bounded by `timeout_s`), then stop the writer task."""
         if self._task is None:

@@ -38,6 +38,8 @@ class NodeStream:
         self.acked = 0
         self._directives: deque[fleet_pb2.Directive] = deque()
         self._wake = asyncio.Event()
+        self._acked_changed = asyncio.Event()
+        self.submitted = 0  # highest seq this stream handed to ingest
         self.ended = asyncio.Event()
         self.end_code = grpc.StatusCode.ABORTED
         self.end_message = ""
@@ -63,6 +65,21 @@ class NodeStream:
         self._directives.clear()
         return out
 
+    async def wait_acked(self, seq: int, timeout_s: float) -> bool:
+        """Wait until an ack >= `seq` was written (False after `timeout_s`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.acked < seq:
+            self._acked_changed.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._acked_changed.wait(), remaining)
+            except TimeoutError:
+                return self.acked >= seq
+        return True
+
     def end(self, code: grpc.StatusCode, message: str) -> None:
         """Ask the stream's handler to finish the RPC with `code`."""
         if not self.ended.is_set():
@@ -79,6 +96,7 @@ class NodeStream:
                 seq = self._ack_pending
                 await self._write(fleet_pb2.ControllerMessage(ack=fleet_pb2.Ack(seq=seq)))
                 self.acked = max(self.acked, seq)
+                self._acked_changed.set()
             while self._directives:
                 directive = self._directives[0]
                 await self._write(fleet_pb2.ControllerMessage(directive=directive))
@@ -103,6 +121,11 @@ class StreamRegistry:
         """Forget `stream` if it is still the node's live one."""
         if self._streams.get(stream.node) is stream:
             del self._streams[stream.node]
+
+    def end_all(self, code: grpc.StatusCode, message: str) -> None:
+        """Ask every live stream to finish with `code`."""
+        for stream in list(self._streams.values()):
+            stream.end(code, message)
 
     def get(self, node: str) -> NodeStream | None:
         """The node's live stream, or None."""

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-un
 
 from controller.server import Controller
 from protos.gpufleet.v1 import fleet_pb2
-from tests.controller.conftest import RawAgent, hello, report, xid
+from tests.controller.conftest import RawAgent, hello, report, settings, start_controller, xid
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -300,3 +300,48 @@ async def test_many_nodes_concurrently_each_get_their_own_acks(
     assert await asyncio.gather(*(run(a) for a in agents)) == [10] * 20
     assert rows(db_path, "SELECT COUNT(*), COUNT(DISTINCT node) FROM reports") == [(200, 20)]
     await asyncio.gather(*(a.close() for a in agents))
+
+
+async def test_half_close_still_gets_the_final_acks(
+    controller: Controller, channel: grpc.aio.Channel
+) -> None:
+    agent = RawAgent(channel)
+    await agent.hello("node-a")
+    for seq in range(1, 51):
+        await agent.send(report(seq))
+    await agent.call.done_writing()  # an agent shutting down cleanly
+    acks: list[int] = []
+    while (msg := await asyncio.wait_for(agent.call.read(), 10)) is not grpc.aio.EOF:
+        acks.append(msg.ack.seq)
+    assert acks and acks[-1] == 50
+    assert await agent.call.code() == grpc.StatusCode.OK
+
+
+async def test_graceful_stop_acks_what_it_stored_then_ends_streams(db_path: Path) -> None:
+    controller = await start_controller(settings(db_path))
+    channel = grpc.aio.insecure_channel(controller.address)
+    try:
+        agent = RawAgent(channel)
+        await agent.hello("node-a")
+        for seq in range(1, 101):
+            await agent.send(report(seq))
+        await controller.stop(grace_s=2.0)
+        acked = [m.ack.seq for m in await drain(agent) if m.WhichOneof("body") == "ack"]
+        code, details = await agent.status()
+        assert code == grpc.StatusCode.UNAVAILABLE and "shutting down" in details
+        stored = {s for (s,) in rows(db_path, "SELECT seq FROM reports")}
+        assert acked and set(range(1, max(acked) + 1)) <= stored
+    finally:
+        await channel.close()
+        await controller.stop(grace_s=0)
+
+
+async def drain(agent: RawAgent) -> list[fleet_pb2.ControllerMessage]:
+    """Every message still readable before the stream ends."""
+    out: list[fleet_pb2.ControllerMessage] = []
+    try:
+        while (msg := await asyncio.wait_for(agent.call.read(), 10)) is not grpc.aio.EOF:
+            out.append(msg)
+    except grpc.aio.AioRpcError:
+        return out
+    return out

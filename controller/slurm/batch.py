@@ -127,8 +127,16 @@ def batch_script(spec: RunSpec, placement: Placement, attempt: int, exclude: Seq
     srun = ["srun", "--kill-on-bad-exit=1", f"--nodes={len(nodes)}",
             f"--ntasks={spec.world_size}", f"--ntasks-per-node={spec.ranks_per_node}"]
     lines.append(" ".join([*srun, "bash", "-c", shlex.quote(_task_script(placement)),
-                           "gpufleet-rank", *(shlex.quote(a) for a in spec.argv())]))
+                           "gpufleet-rank", *(shlex.quote(a) for a in _argv(spec))]))
     return BatchJob(name=name, script="\n".join(lines) + "\n", stdout=stdout, stderr=stderr)
+
+
+def _argv(spec: RunSpec) -> tuple[str, ...]:
+    try:
+        return spec.argv()
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"run command {list(spec.command)} has a bad placeholder ({exc!r}); "
+                         "write literal braces as {{ and }}") from exc
 
 
 def _task_script(placement: Placement) -> str:

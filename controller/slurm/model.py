@@ -125,6 +125,8 @@ def parse_sinfo_nodes(text: str) -> list[SlurmNode]:
         if len(fields) != 6:
             raise SlurmParseError(f"sinfo line has {len(fields)} fields, expected 6: {line!r}")
         name, state_text, user, stamp, addr, reason = (f.strip() for f in fields)
+        if not name:
+            raise SlurmParseError(f"sinfo line without a node name: {line!r}")
         state, flags = _state_parts(state_text)
         nodes.setdefault(name, SlurmNode(
             name=name, state=state, flags=flags, reason=_blank(reason, "none", "(null)"),

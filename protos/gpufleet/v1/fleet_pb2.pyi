@@ -723,12 +723,14 @@ class BurninNodeResult(_message.Message):
     def __init__(self, node: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., passed: _Optional[bool] = ..., severity: _Optional[_Union[Severity, str]] = ..., check: _Optional[str] = ..., message: _Optional[str] = ..., busbw_gbps: _Optional[float] = ..., cohort_median_gbps: _Optional[float] = ..., threshold_gbps: _Optional[float] = ..., sizes: _Optional[_Iterable[_Union[BurnInSize, _Mapping]]] = ..., evidence_id: _Optional[str] = ..., backend: _Optional[str] = ..., duration_s: _Optional[float] = ...) -> None: ...
 
 class BurninReport(_message.Message):
-    __slots__ = ("nodes", "groups")
+    __slots__ = ("nodes", "groups", "notes")
     NODES_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[BurninNodeResult]
     groups: _containers.RepeatedCompositeFieldContainer[BurninNodeResult]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[BurninNodeResult, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[BurninNodeResult, _Mapping]]] = ...) -> None: ...
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[BurninNodeResult, _Mapping]]] = ..., groups: _Optional[_Iterable[_Union[BurninNodeResult, _Mapping]]] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BurninUpdate(_message.Message):
     __slots__ = ("progress", "result")

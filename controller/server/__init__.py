@@ -6,9 +6,12 @@ Others call:
   `await FleetService.wait_directive(directive_id, timeout_s) -> DirectiveOutcome`,
   `await FleetService.call_directive(node, directive, timeout_s)`,
   `FleetService.add_listener(cb)` / `add_transition_listener(cb)`,
-  `await FleetService.apply_event(node, NodeEvent.ALLOCATED, cause=..., actor=...)`.
+  `await FleetService.apply_event(node, NodeEvent.ALLOCATED, cause=..., actor=...)`;
+- `Controller(settings, extend=lambda service: AdminExtensions(runs=..., burnin=..., stop=...))`
+  to serve the run and burn-in RPCs of FleetAdmin (authenticated by the admin servicer first).
 """
 
+from .admin import AdminExtensions, BurninRpcs, RunRpcs
 from .app import Controller, ControllerSettings, split_host_port
 from .directives import DirectiveOutcome, NotConnected
 from .preflight import PreflightSettings
@@ -17,6 +20,8 @@ from .service import Delivered, FleetService, ServiceSettings, UnknownNode
 from .streams import DirectiveBacklog
 
 __all__ = [
+    "AdminExtensions",
+    "BurninRpcs",
     "Controller",
     "ControllerSettings",
     "Delivered",
@@ -26,6 +31,7 @@ __all__ = [
     "NotConnected",
     "OperatorTokens",
     "PreflightSettings",
+    "RunRpcs",
     "ServiceSettings",
     "TlsFiles",
     "UnknownNode",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
@@ -24,14 +25,48 @@ MAX_HISTORY = 1_000
 MAX_PREFLIGHT_NODES = 100_000
 
 
+class RunRpcs(Protocol):
+    """The run RPCs, served by the run supervisor (called after authentication)."""
+
+    async def StartRun(self, request: fleet_pb2.StartRunRequest,
+                       context: Context) -> fleet_pb2.RunDetail: ...
+
+    async def GetRun(self, request: fleet_pb2.RunRequest,
+                     context: Context) -> fleet_pb2.RunDetail: ...
+
+    async def ListRuns(self, request: fleet_pb2.ListRunsRequest,
+                       context: Context) -> fleet_pb2.ListRunsResponse: ...
+
+    async def StopRun(self, request: fleet_pb2.RunRequest,
+                      context: Context) -> fleet_pb2.RunDetail: ...
+
+
+class BurninRpcs(Protocol):
+    """The burn-in RPC, served by the burn-in orchestration (called after authentication)."""
+
+    def Burnin(self, request: fleet_pb2.BurninRequest,
+               context: Context) -> AsyncIterator[fleet_pb2.BurninUpdate]: ...
+
+
+@dataclass
+class AdminExtensions:
+    """FleetAdmin RPCs that other parts of the controller serve; None = UNIMPLEMENTED."""
+
+    runs: RunRpcs | None = None
+    burnin: BurninRpcs | None = None
+    stop: Callable[[], Awaitable[None]] | None = None  # called when the controller stops
+
+
 class FleetAdminServicer(fleet_pb2_grpc.FleetAdminServicer):
     """Serves FleetAdmin from a FleetService; every call is authenticated first."""
 
     def __init__(self, service: FleetService, auth: AdminAuth,
-                 preflight: PreflightSettings | None = None) -> None:
+                 preflight: PreflightSettings | None = None,
+                 extensions: AdminExtensions | None = None) -> None:
         self._service = service
         self._auth = auth
         self._preflight = preflight or PreflightSettings()
+        self._ext = extensions or AdminExtensions()
 
     async def _actor(self, context: Context) -> str:
         try:
@@ -169,4 +204,43 @@ class FleetAdminServicer(fleet_pb2_grpc.FleetAdminServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "max_age_s and timeout_s must be >= 0")
         async for update in run_preflight(self._service, request, self._preflight):
+            yield update
+
+    # ---------------------------------------------------------------- served by extensions
+
+    async def _runs(self, context: Context) -> RunRpcs:
+        await self._actor(context)
+        if self._ext.runs is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                                "this controller has no run supervisor")
+        return self._ext.runs
+
+    async def StartRun(
+        self, request: fleet_pb2.StartRunRequest, context: Context
+    ) -> fleet_pb2.RunDetail:
+        return await (await self._runs(context)).StartRun(request, context)
+
+    async def GetRun(
+        self, request: fleet_pb2.RunRequest, context: Context
+    ) -> fleet_pb2.RunDetail:
+        return await (await self._runs(context)).GetRun(request, context)
+
+    async def ListRuns(
+        self, request: fleet_pb2.ListRunsRequest, context: Context
+    ) -> fleet_pb2.ListRunsResponse:
+        return await (await self._runs(context)).ListRuns(request, context)
+
+    async def StopRun(
+        self, request: fleet_pb2.RunRequest, context: Context
+    ) -> fleet_pb2.RunDetail:
+        return await (await self._runs(context)).StopRun(request, context)
+
+    async def Burnin(
+        self, request: fleet_pb2.BurninRequest, context: Context
+    ) -> AsyncIterator[fleet_pb2.BurninUpdate]:
+        await self._actor(context)
+        if self._ext.burnin is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                                "this controller has no burn-in orchestration")
+        async for update in self._ext.burnin.Burnin(request, context):
             yield update

@@ -8,6 +8,7 @@ store. Tests start one on 127.0.0.1:0 and read `controller.port`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from controller.clock import Clock, SystemClock
 from controller.metrics import ControllerMetrics, MetricsServer, serve_metrics
 from protos.gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
 
-from .admin import FleetAdminServicer
+from .admin import AdminExtensions, FleetAdminServicer
 from .agent_link import AgentLinkServicer
 from .gc_tuning import GcSettings, GcTuner
 from .preflight import PreflightSettings
@@ -57,9 +58,19 @@ def split_host_port(address: str) -> tuple[str, int]:
 class Controller:
     """One running controller."""
 
-    def __init__(self, settings: ControllerSettings, *, clock: Clock | None = None,
-                 metrics: ControllerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        *,
+        clock: Clock | None = None,
+        metrics: ControllerMetrics | None = None,
+        extend: Callable[[FleetService], AdminExtensions] | None = None,
+    ) -> None:
+        """`extend` builds the FleetAdmin RPCs other parts serve (runs, burn-in) once the
+        FleetService exists."""
         self.settings = settings
+        self._extend = extend
+        self.extensions = AdminExtensions()
         self.clock = clock or SystemClock()
         self.metrics = metrics or ControllerMetrics()
         self.service: FleetService | None = None
@@ -94,8 +105,10 @@ class Controller:
             self._server = server
             tls = settings.tls is not None
             agent_link = AgentLinkServicer(service, tls=tls)
+            if self._extend is not None:
+                self.extensions = self._extend(service)
             admin = FleetAdminServicer(service, AdminAuth(settings.operator_tokens, tls=tls),
-                                       settings.preflight)
+                                       settings.preflight, self.extensions)
             fleet_pb2_grpc.add_AgentLinkServicer_to_server(  # type: ignore[no-untyped-call]
                 agent_link, server)
             fleet_pb2_grpc.add_FleetAdminServicer_to_server(  # type: ignore[no-untyped-call]
@@ -133,6 +146,9 @@ class Controller:
         if self._server is not None:
             await self._server.stop(grace_s)
             self._server = None
+        if self.extensions.stop is not None:
+            await self.extensions.stop()
+            self.extensions.stop = None
         if self.service is not None:
             await self.service.stop()
             self.service = None

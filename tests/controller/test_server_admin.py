@@ -207,3 +207,66 @@ async def test_insecure_controller_without_token_file_accepts_admin_calls(
 ) -> None:
     reply = await admin(channel).ListNodes(fleet_pb2.ListNodesRequest())
     assert list(reply.nodes) == []
+
+
+class FakeRuns:
+    """Stands in for the run supervisor's RPCs: remembers what reached it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def StartRun(self, request: fleet_pb2.StartRunRequest,
+                       context: Any) -> fleet_pb2.RunDetail:
+        self.calls.append(f"start {request.source}")
+        return fleet_pb2.RunDetail(run=fleet_pb2.RunView(name="r1", state="pending"))
+
+    async def GetRun(self, request: fleet_pb2.RunRequest, context: Any) -> fleet_pb2.RunDetail:
+        self.calls.append(f"get {request.name}")
+        return fleet_pb2.RunDetail(run=fleet_pb2.RunView(name=request.name))
+
+    async def ListRuns(self, request: fleet_pb2.ListRunsRequest,
+                       context: Any) -> fleet_pb2.ListRunsResponse:
+        return fleet_pb2.ListRunsResponse()
+
+    async def StopRun(self, request: fleet_pb2.RunRequest, context: Any) -> fleet_pb2.RunDetail:
+        return fleet_pb2.RunDetail()
+
+
+async def test_run_rpcs_are_authenticated_then_served_by_the_extension(db_path: Path) -> None:
+    from controller.server import AdminExtensions, Controller
+
+    runs = FakeRuns()
+    stopped: list[bool] = []
+
+    async def on_stop() -> None:
+        stopped.append(True)
+
+    cfg = dataclasses.replace(settings(db_path),
+                              operator_tokens=OperatorTokens.parse(f"alice {TOKEN}\n"))
+    controller = Controller(cfg, extend=lambda service: AdminExtensions(runs=runs, stop=on_stop))
+    await controller.start()
+    try:
+        async with grpc.aio.insecure_channel(controller.address) as ch:
+            detail = await admin(ch).StartRun(fleet_pb2.StartRunRequest(source="x.toml"),
+                                              metadata=AUTH)
+            assert detail.run.state == "pending"
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await admin(ch).GetRun(fleet_pb2.RunRequest(name="r1"))
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in admin(ch).Burnin(fleet_pb2.BurninRequest(all=True),
+                                                metadata=AUTH):
+                    pass
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await controller.stop(grace_s=0)
+    assert runs.calls == ["start x.toml"]
+    assert stopped == [True]
+
+
+async def test_without_a_supervisor_run_rpcs_are_unimplemented(
+    controller: Controller, channel: grpc.aio.Channel
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await admin(channel).ListRuns(fleet_pb2.ListRunsRequest())
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -34,9 +34,10 @@ export GPUFLEET_NODE
 [ -n "${GPUFLEET_POLICY:-}" ] && export GPUFLEET_POLICY
 [ -n "${SLURM_CONF:-}" ] && export SLURM_CONF
 
-# Nagios codes of `gpufleet-agent check`.
-GPUFLEET_OK=0
-GPUFLEET_WARN=1
+: "${GPUFLEET_HOOK:=hook}"
+
+# Nagios codes of `gpufleet-agent check`: 0 OK, 1 WARN, 2 CRITICAL, 3 UNKNOWN.
+# shellcheck disable=SC2034  # used by the scripts that source this file
 GPUFLEET_CRITICAL=2
 GPUFLEET_UNKNOWN=3
 

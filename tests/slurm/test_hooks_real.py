@@ -103,3 +103,19 @@ def test_epilog_drains_a_node_the_job_left_broken(slurm: SlurmCluster, tmp_path:
     slurm.wait_until("node2 drained by the epilog",
                      lambda: "drain" in slurm.node_states()["node2"], 15)
     assert _reason(slurm, "node2") == "gpufleet-agent: gpu_lost gpu1 (+1 more)"
+
+
+def test_the_slurm_conf_excerpt_is_in_effect(slurm: SlurmCluster) -> None:
+    config: dict[str, str] = {}
+    for line in slurm.run("scontrol", "show", "config").stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            config[key.strip()] = value.strip()
+    hooks = f"{slurm.hooks}/"
+    assert config["HealthCheckProgram"] == hooks + "gpufleet-healthcheck.sh"
+    assert config["HealthCheckInterval"] == "300 sec"
+    assert set(config["HealthCheckNodeState"].split(",")) == {"ANY", "CYCLE"}
+    assert config["Prolog"] == hooks + "gpufleet-prolog.sh"
+    assert config["Epilog"] == hooks + "gpufleet-epilog.sh"
+    assert config["PrologFlags"] == "Alloc"
+    assert config["PrologEpilogTimeout"] == "120"

@@ -105,7 +105,7 @@ def drain_reason(view: FleetNodeView, owner_tag: str = DEFAULT_OWNER_TAG,
     """`<tag> <finding> (evidence <id>)`, sanitised and bounded; the tag and the evidence id
     survive any cut."""
     check_owner_tag(owner_tag)
-    finding = sanitize_reason(view.reason or view.state.value, limit)
+    finding = sanitize_reason(view.reason or NodeState(view.state).value, limit)
     suffix = ""
     if view.evidence_id not in (None, ""):
         suffix = " " + sanitize_reason(f"(evidence {view.evidence_id})", 40)
@@ -119,7 +119,7 @@ def is_ours(node: SlurmNode, owner_tag: str = DEFAULT_OWNER_TAG) -> bool:
 
 
 def _action(name: str, view: FleetNodeView, node: SlurmNode, owner_tag: str) -> Action | None:
-    intent = INTENT[view.state]
+    intent = INTENT[NodeState(view.state)]  # ValueError for a state gpufleet does not have
     ours = is_ours(node, owner_tag)
     if intent is SlurmIntent.RESUME:
         return Resume(name, node.reason) if ours else None

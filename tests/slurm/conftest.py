@@ -245,7 +245,9 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
     for sub in ("state", "spool", "log"):
         (root / sub).mkdir()
     conf = root / "slurm.conf"
-    env = {**os.environ, "SLURM_CONF": str(conf)}
+    # Nothing of an enclosing Slurm job (SLURM_JOB_ID, ...) leaks into the test cluster.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env["SLURM_CONF"] = str(conf)
     cluster = SlurmCluster(root, conf, env, NODES, _hooks(root, conf))
     try:
         _start(cluster)

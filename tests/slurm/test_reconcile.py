@@ -126,6 +126,11 @@ def test_reasons_are_sanitised_bounded_and_keep_tag_and_evidence() -> None:
         sanitize_reason("x", limit=3)
 
 
+def test_a_state_gpufleet_does_not_have_is_refused() -> None:
+    with pytest.raises(ValueError, match="exploded"):
+        reconcile({"n1": FleetNodeView("exploded")}, {"n1": IDLE})  # type: ignore[arg-type]
+
+
 def test_held_by_others_lists_fit_nodes_someone_else_keeps_out() -> None:
     views = {"n1": FleetNodeView(S.READY), "n2": FleetNodeView(S.READY), "n3": XID}
     slurm = {"n1": OPERATOR, "n2": SlurmNode("n2", "idle"),

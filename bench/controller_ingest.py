@@ -214,6 +214,7 @@ class Step:
     lag_max: float
     sustained: bool
     report_bytes: int
+    loadavg: float  # 1-minute load average at the end of the step (other work on the box)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -342,7 +343,7 @@ def run_step(n: int, duration: float, args: argparse.Namespace) -> Step:
         unacked_mid=unacked_mid, unacked_end=unacked_end,
         unanswered=sum(r["unanswered_after_drain"] for r in results),
         lag_max=max(r["lag_max_s"] for r in results), sustained=sustained,
-        report_bytes=results[0]["bytes"],
+        report_bytes=results[0]["bytes"], loadavg=os.getloadavg()[0],
     )
 
 
@@ -353,7 +354,7 @@ def show(step: Step) -> None:
           f"{step.server_p50 * ms:>7.1f} {step.server_p99 * ms:>7.1f} "
           f"{step.controller_cpu_pct:>6.0f}% {step.controller_us_per_report:>8.0f} "
           f"{step.loadgen_us_per_report:>8.0f} {step.unacked_end:>7} {step.lag_max * ms:>7.0f}"
-          f"  {'yes' if step.sustained else 'NO'}", flush=True)
+          f" {step.loadavg:>5.1f}  {'yes' if step.sustained else 'NO'}", flush=True)
 
 
 def main() -> None:
@@ -388,7 +389,7 @@ def main() -> None:
           f"report/s per node, p99 target {args.p99_target * 1e3:.0f} ms", flush=True)
     print(f"{'nodes':>6} {'offered/s':>9} {'acked/s':>9} {'p50ms':>7} {'p99ms':>7} "
           f"{'maxms':>7} {'srv50':>7} {'srv99':>7} {'ctlCPU':>7} {'ctl_us/r':>8} "
-          f"{'gen_us/r':>8} {'unacked':>7} {'lagms':>7}  ok", flush=True)
+          f"{'gen_us/r':>8} {'unacked':>7} {'lagms':>7} {'load':>5}  ok", flush=True)
     main_step = run_step(args.nodes, args.duration, args)
     show(main_step)
     print(f"report payload {main_step.report_bytes} bytes; controller CPU per report "

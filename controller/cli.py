@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from controller.config import (
@@ -28,6 +28,7 @@ from controller.config import (
     flag_name,
     load_config,
 )
+from controller.extensions import build_extensions
 from controller.server import (
     Controller,
     ControllerSettings,
@@ -36,7 +37,9 @@ from controller.server import (
     ServiceSettings,
     TlsFiles,
 )
+from controller.server.admin import AdminExtensions
 from controller.server.gc_tuning import GcSettings
+from controller.server.service import FleetService
 from controller.store import SchemaError
 
 PROG = "gpufleet-controller"
@@ -62,6 +65,8 @@ _HELP = {
                         "transitions and each node's latest health are always kept",
     "gc_freeze_interval": "seconds between freezing GC survivors (0 = leave the GC alone)",
     "gc_full_interval": "seconds between full GC collections while freezing",
+    "rendezvous_host": "address ranks use to reach a run's first node (default: its hostname)",
+    "run_workdir": "working directory of the training ranks the agents start",
 }
 
 
@@ -120,13 +125,14 @@ def settings_from(cfg: ControllerConfig) -> ControllerSettings:
     )
 
 
-async def serve(settings: ControllerSettings) -> int:
+async def serve(settings: ControllerSettings,
+                extend: Callable[[FleetService], AdminExtensions] | None = None) -> int:
     """Run a controller until SIGTERM/SIGINT; return the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before anyone can learn our address
         loop.add_signal_handler(sig, stop.set)
-    controller = Controller(settings)
+    controller = Controller(settings, extend=extend)
     try:
         await controller.start()
     except (RuntimeError, OSError, SchemaError, ValueError) as err:
@@ -161,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(serve(settings))
+    extend = build_extensions(settings.preflight, rendezvous_host=cfg.rendezvous_host or None,
+                              run_workdir=cfg.run_workdir)
+    return asyncio.run(serve(settings, extend))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ class ControllerConfig:
     report_retention: float = 3600.0
     gc_freeze_interval: float = 10.0
     gc_full_interval: float = 1800.0
+    rendezvous_host: str = ""
+    run_workdir: str = ""
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ControllerConfig))

@@ -1,0 +1,24 @@
+"""Composition of the controller's optional services (run supervision, burn-in orchestration)
+into the admin API's extensions; the only place that knows which exist."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from controller.server.admin import AdminExtensions
+from controller.server.preflight import PreflightSettings
+from controller.server.run_rpcs import SupervisorRpcs
+from controller.server.service import FleetService
+from controller.supervisor.supervisor import Supervisor, SupervisorSettings
+
+
+def build_extensions(preflight: PreflightSettings, *, rendezvous_host: str | None = None,
+                     run_workdir: str = "") -> Callable[[FleetService], AdminExtensions]:
+    """A factory the Controller calls with its FleetService once it has started."""
+
+    def extend(service: FleetService) -> AdminExtensions:
+        supervisor = Supervisor(service, preflight, SupervisorSettings(
+            rendezvous_host=rendezvous_host, workdir=run_workdir))
+        return AdminExtensions(runs=SupervisorRpcs(supervisor), stop=supervisor.close)
+
+    return extend

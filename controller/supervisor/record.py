@@ -1,0 +1,85 @@
+"""What the supervisor knows about one run while it lives: the spec, the current placement and
+attempt, what each rank last reported, the failures seen in this attempt, and the timeline the
+goodput ledger is computed from. Mutated only by the supervisor's loop (one task per run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.supervisor.decide import Failure, RunState
+from controller.supervisor.ledger import Incident, Ledger, StepRecord, build_ledger
+from controller.supervisor.placement import Placement
+from controller.supervisor.spec import RunSpec
+
+MAX_EVENTS = 2000
+MAX_ENERGY_SAMPLES = 20_000
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    at: float
+    kind: str
+    message: str
+    node: str = ""
+    attempt: int = 0
+
+
+@dataclass
+class RunRecord:
+    """One run (the spec's instance)."""
+
+    spec: RunSpec
+    placement: Placement
+    domain_of: dict[str, str]
+    created_at: float
+    state: RunState = RunState.PENDING
+    attempt: int = 0
+    restarts: int = 0
+    reason: str = ""
+    attempt_started_at: float = 0.0
+    ended_at: float = 0.0
+    master_port: int = 0
+    step: int = 0
+    loss: float = 0.0
+    step_time_s: float = 0.0
+    last_step_at: dict[int, float] = field(default_factory=dict)
+    exited_ok: set[int] = field(default_factory=set)
+    failures: list[Failure] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    energy_mj: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    events: list[TimelineEvent] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return self.placement.node_names
+
+    def node_of_rank(self) -> dict[int, str]:
+        return {slot.rank: n.node for n in self.placement.nodes for slot in n.ranks}
+
+    def log(self, at: float, kind: str, message: str, node: str = "") -> TimelineEvent:
+        """Append to the run's timeline (bounded: the oldest steps go first)."""
+        event = TimelineEvent(at, kind, message, node, self.attempt)
+        self.events.append(event)
+        if len(self.events) > MAX_EVENTS:
+            drop = next((i for i, e in enumerate(self.events) if e.kind == "step"), 0)
+            del self.events[drop]
+        return event
+
+    def add_energy(self, node: str, at: float, total_mj: float) -> None:
+        samples = self.energy_mj.setdefault(node, [])
+        if not samples or at > samples[-1][0]:
+            samples.append((at, total_mj))
+            if len(samples) > MAX_ENERGY_SAMPLES:
+                del samples[: len(samples) // 2 : 2]  # thin the oldest half
+
+    def ledger(self, now: float) -> Ledger:
+        """The goodput and energy account so far (or of the whole run once it ended)."""
+        end = self.ended_at or now
+        return build_ledger(self.created_at, end, self.steps, self.incidents,
+                            self.energy_mj, self.spec.tokens_per_step)

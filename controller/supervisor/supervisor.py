@@ -1,0 +1,405 @@
+"""The run supervisor: a thin loop around the pure decisions (placement, decide, ledger).
+
+It admits nodes with the preflight gate, places the run, starts the ranks through the agents
+(StartRanks directives), and watches three sources: what the agents report (rank exits, rank
+progress, fatal XIDs and critical reports, energy counters), lifecycle transitions of the run's
+nodes (drained, unreachable), and time (hangs). On every change it asks `decide()` and applies
+the answer: stop every rank, take the bad node out, bring in a spare from the same NVLink domain
+that passes the gate on fresh evidence, and relaunch from the latest complete checkpoint — or
+give up within the restart budget. One asyncio task per run; nothing here judges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from controller.fleet.lifecycle import IllegalTransition, NodeEvent, NodeState
+from controller.server.directives import NotConnected
+from controller.server.preflight import PreflightSettings, run_preflight
+from controller.server.service import Delivered, FleetService, UnknownNode
+from controller.server.streams import DirectiveBacklog
+from controller.store import NodeRow, TransitionRow
+from controller.supervisor.checkpoints import latest_complete_step
+from controller.supervisor.decide import (
+    TERMINAL,
+    Complete,
+    Continue,
+    Failure,
+    FailureKind,
+    GiveUp,
+    Restart,
+    RunEvent,
+    RunState,
+    RunView,
+    decide,
+    find_hangs,
+    run_transition,
+)
+from controller.supervisor.ledger import Incident, StepRecord
+from controller.supervisor.placement import (
+    Candidate,
+    Layout,
+    Placement,
+    Unsatisfiable,
+    place,
+    replace_node,
+)
+from controller.supervisor.record import RunRecord
+from controller.supervisor.spec import RunSpec
+from protos.gpufleet.v1 import fleet_pb2
+
+log = logging.getLogger(__name__)
+_BAD_STATES = {NodeState.DRAINED.value: FailureKind.NODE_FATAL,
+               NodeState.UNREACHABLE.value: FailureKind.NODE_UNREACHABLE}
+_SPARE_STATES = frozenset({NodeState.READY, NodeState.REGISTERED})
+
+
+class RunRejected(Exception):
+    """A run that cannot start; `reasons` say why, in operator words."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = tuple(reasons)
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    tick_s: float = 0.25
+    directive_timeout_s: float = 30.0
+    rendezvous_host: str | None = None  # None: the first node's hostname
+    workdir: str = ""
+    port_range: tuple[int, int] = (20000, 30000)
+
+
+class Supervisor:
+    """Owns every run of this controller."""
+
+    def __init__(self, service: FleetService, preflight: PreflightSettings,
+                 settings: SupervisorSettings = SupervisorSettings()) -> None:
+        self.service = service
+        self.preflight = preflight
+        self.settings = settings
+        self.runs: dict[str, RunRecord] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        service.add_listener(self._on_delivered)
+        service.add_transition_listener(self._on_transition)
+
+    # ------------------------------------------------------------------ operator API
+
+    async def start_run(self, spec: RunSpec) -> RunRecord:
+        """Admit, place and launch; raises RunRejected with the reasons it cannot."""
+        old = self.runs.get(spec.name)
+        if old is not None and old.state not in TERMINAL:
+            raise RunRejected([f"run {spec.name!r} is already {old.state.value}"])
+        rows = await self._rows()
+        admitted = await self._admit(None, spec.name)
+        layout = Layout(spec.world_size, spec.ranks_per_node, spec.ep_size, spec.spares_per_domain)
+        placed = place([_candidate(rows[n]) for n in admitted if n in rows], layout)
+        if isinstance(placed, Unsatisfiable):
+            raise RunRejected([f"{len(admitted)} node(s) admitted by the gate", *placed.reasons])
+        now = self.service.clock.time()
+        record = RunRecord(spec, placed, {n: rows[n].nvlink_domain or n for n in rows}, now)
+        record.log(now, "placed", f"{len(placed.nodes)} nodes in "
+                   f"{len({n.domain for n in placed.nodes})} NVLink domain(s); spares "
+                   + ", ".join(f"{d}: {len(s)}" for d, s in sorted(placed.spares.items())))
+        self.runs[spec.name] = record
+        for node in placed.node_names:
+            await self._event(node, NodeEvent.ALLOCATED, f"allocated to run {spec.name}")
+        self._wake[spec.name] = asyncio.Event()
+        await self._launch(record)
+        self._tasks[spec.name] = asyncio.get_running_loop().create_task(
+            self._monitor(record), name=f"run:{spec.name}")
+        return record
+
+    async def stop_run(self, name: str) -> RunRecord:
+        record = self.runs[name]
+        if record.state not in TERMINAL:
+            await self._finish(record, RunEvent.OPERATOR_STOP, "stopped by the operator")
+        return record
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # ------------------------------------------------------------------ observations
+
+    def _on_delivered(self, d: Delivered) -> None:
+        body = d.msg.WhichOneof("body")
+        now = self.service.clock.time()
+        if body == "event":
+            kind = d.msg.event.WhichOneof("kind")
+            if kind == "rank_exit":
+                self._rank_exit(d.node, d.msg.event.rank_exit)
+            elif kind == "progress":
+                self._progress(d.msg.event.progress, now)
+            elif kind == "xid" and d.msg.event.xid.severity == fleet_pb2.SEVERITY_CRITICAL:
+                xid = d.msg.event.xid
+                self._node_failure(d.node, FailureKind.NODE_FATAL, xid.at or now,
+                                   f"XID {xid.xid} on GPU {xid.gpu}: {xid.message}",
+                                   d.evidence_id)
+        elif body == "report":
+            report = d.msg.report
+            for record in self._active_on(d.node):
+                energy = [g.energy_mj for g in report.gpus if g.HasField("energy_mj")]
+                if energy:
+                    record.add_energy(d.node, report.sampled_at, float(sum(energy)))
+            if report.verdict == fleet_pb2.SEVERITY_CRITICAL:
+                worst = next((f for f in report.findings
+                              if f.severity == fleet_pb2.SEVERITY_CRITICAL), None)
+                detail = f"{worst.check}: {worst.message}" if worst else "critical report"
+                self._node_failure(d.node, FailureKind.NODE_FATAL, report.sampled_at or now,
+                                   detail, d.evidence_id)
+
+    def _on_transition(self, row: TransitionRow) -> None:
+        kind = _BAD_STATES.get(row.to_state)
+        if kind is not None:
+            self._node_failure(row.node, kind, row.at, f"node {row.to_state}: {row.cause}",
+                               row.evidence_id)
+
+    def _active_on(self, node: str) -> list[RunRecord]:
+        return [r for r in self.runs.values()
+                if r.state in (RunState.STARTING, RunState.RUNNING) and node in r.nodes]
+
+    def _node_failure(self, node: str, kind: FailureKind, at: float, detail: str,
+                      evidence_id: int | None) -> None:
+        for record in self._active_on(node):
+            record.failures.append(Failure(kind, node, at, detail,
+                                           evidence_id=str(evidence_id or "")))
+            self._poke(record)
+
+    def _rank_exit(self, node: str, e: fleet_pb2.RankExit) -> None:
+        record = self.runs.get(e.run_id)
+        if record is None or e.attempt != record.attempt or record.state in TERMINAL:
+            return
+        if e.exit_code == 0:
+            record.exited_ok.add(e.rank)
+        elif e.reason != "stopped":
+            tail = e.stderr_tail.strip().splitlines()[-1:] or [""]
+            record.failures.append(Failure(
+                FailureKind.RANK_EXIT, node, e.at, f"rank {e.rank} exited with {e.exit_code}: "
+                f"{tail[0][:200]}", rank=e.rank))
+        self._poke(record)
+
+    def _progress(self, p: fleet_pb2.RankProgress, now: float) -> None:
+        record = self.runs.get(p.run_id)
+        if record is None or p.attempt != record.attempt or record.state in TERMINAL:
+            return
+        record.last_step_at[p.rank] = now
+        if p.rank != 0:
+            return
+        first = not any(s.attempt == record.attempt for s in record.steps)
+        record.steps.append(StepRecord(record.attempt, int(p.step), now, p.step_time_s))
+        record.step, record.loss, record.step_time_s = int(p.step), p.loss, p.step_time_s
+        if first:
+            if record.incidents and record.incidents[-1].resumed_at is None:
+                last = record.incidents[-1]
+                record.incidents[-1] = Incident(last.fault_at, last.detected_at,
+                                                now - p.step_time_s)
+            record.log(now, "step", f"attempt {record.attempt}: first step {p.step} "
+                       f"(loss {p.loss:.4f}, {p.step_time_s * 1000:.0f} ms)")
+            if record.state is RunState.STARTING:
+                record.state = run_transition(record.state, RunEvent.STEPPED)
+
+    def _poke(self, record: RunRecord) -> None:
+        wake = self._wake.get(record.name)
+        if wake is not None:
+            wake.set()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _monitor(self, record: RunRecord) -> None:
+        wake = self._wake[record.name]
+        while record.state not in TERMINAL:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), self.settings.tick_s)
+            wake.clear()
+            if record.state not in (RunState.STARTING, RunState.RUNNING):
+                continue
+            try:
+                await self._step(record)
+            except Exception as exc:  # the watchdog never dies
+                log.exception("supervisor step failed for %s", record.name)
+                record.log(self.service.clock.time(), "error", f"supervisor error: {exc!r}")
+
+    async def _step(self, record: RunRecord) -> None:
+        now = self.service.clock.time()
+        hung = {f.rank for f in record.failures if f.kind is FailureKind.RANK_HANG}
+        for hang in find_hangs(record.last_step_at, record.node_of_rank(),
+                               record.attempt_started_at, now, record.spec.hang_timeout_s,
+                               record.spec.startup_timeout_s):
+            if hang.rank not in hung:
+                record.failures.append(hang)
+        decision = decide(RunView(
+            attempt=record.attempt, restarts_used=record.restarts,
+            restart_budget=record.spec.restart_budget, world_size=record.spec.world_size,
+            nodes=record.nodes, domain_of=record.domain_of,
+            spares=await self._usable_spares(record.placement) if record.failures else {},
+            failures=tuple(record.failures), exited_ok=frozenset(record.exited_ok)))
+        if isinstance(decision, Continue):
+            return
+        if isinstance(decision, Complete):
+            await self._finish(record, RunEvent.ALL_EXITED_OK,
+                               f"every rank exited 0 at step {record.step}")
+        elif isinstance(decision, GiveUp):
+            await self._finish(record, RunEvent.FAILURE, decision.reason, failed=True)
+        elif isinstance(decision, Restart):
+            await self._restart(record, decision)
+
+    async def _restart(self, record: RunRecord, d: Restart) -> None:
+        now = self.service.clock.time()
+        root = d.root_cause
+        record.state = run_transition(record.state, RunEvent.FAILURE)
+        record.reason = f"{root.kind.value} on {root.node}: {root.detail}"
+        record.incidents.append(Incident(root.at, now, None))
+        record.log(now, "failure", f"root cause: {record.reason}"
+                   + (f" (evidence {root.evidence_id})" if root.evidence_id else "")
+                   + f"; detected {now - root.at:.2f} s after the fault", root.node)
+        stopped = await self._stop_ranks(record)
+        record.log(self.service.clock.time(), "stop",
+                   f"stop sent to {stopped} node(s) {self.service.clock.time() - now:.2f} s "
+                   "after detection")
+        for failure in d.take_out:
+            if failure.kind is FailureKind.RANK_HANG:
+                await self._event(failure.node, NodeEvent.REPORT_CRITICAL,
+                                  f"run {record.name}: {failure.detail}")
+        placement = record.placement
+        for failed, spare in d.replace.items():
+            placement = replace_node(placement, failed, spare)
+            await self._event(spare, NodeEvent.ALLOCATED, f"spare for {failed} in run "
+                              f"{record.name}")
+            record.log(self.service.clock.time(), "replace",
+                       f"{failed} replaced by spare {spare} from NVLink domain "
+                       f"{record.domain_of.get(spare, '?')}", failed)
+        record.placement = placement
+        record.restarts += 1
+        resume = latest_complete_step(record.spec.checkpoint_dir)
+        record.log(self.service.clock.time(), "restart",
+                   f"attempt {record.attempt + 1} ({record.restarts}/"
+                   f"{record.spec.restart_budget} restarts) resumes from "
+                   + (f"checkpoint step {resume}" if resume is not None else "the start"))
+        record.state = run_transition(record.state, RunEvent.RELAUNCHED)
+        await self._launch(record)
+
+    async def _finish(self, record: RunRecord, event: RunEvent, reason: str,
+                      failed: bool = False) -> None:
+        now = self.service.clock.time()
+        if record.state is not RunState.RESTARTING and failed:
+            record.state = run_transition(record.state, RunEvent.FAILURE)
+        if failed or event is RunEvent.OPERATOR_STOP:
+            await self._stop_ranks(record)
+        record.state = run_transition(record.state, RunEvent.GAVE_UP if failed else event)
+        record.reason = reason
+        record.ended_at = now
+        record.log(now, record.state.value, reason)
+        for node in record.nodes:
+            await self._event(node, NodeEvent.RELEASED, f"run {record.name} {record.state}")
+        self._poke(record)
+
+    # ------------------------------------------------------------------ actions
+
+    async def _launch(self, record: RunRecord) -> None:
+        spec = record.spec
+        record.attempt += 1
+        record.attempt_started_at = self.service.clock.time()
+        record.failures.clear()
+        record.exited_ok.clear()
+        record.last_step_at.clear()
+        rows = await self._rows()
+        first = record.nodes[0]
+        host = self.settings.rendezvous_host or rows[first].hostname or first
+        record.master_port = _pick_port(host, self.settings.port_range, record.master_port)
+        sends = []
+        for node in record.placement.nodes:
+            start = fleet_pb2.StartRanks(
+                run_id=spec.name, attempt=record.attempt, argv=list(spec.argv()), env=spec.env,
+                master_addr=host, master_port=record.master_port,
+                world_size=spec.world_size, workdir=self.settings.workdir,
+                ranks=[fleet_pb2.RankAssignment(rank=s.rank, local_rank=s.local_rank,
+                                                gpu=s.gpu, rail=s.rail) for s in node.ranks])
+            sends.append(self._call(node.node, fleet_pb2.Directive(start_ranks=start)))
+        answers = await asyncio.gather(*sends)
+        now = self.service.clock.time()
+        if record.state is RunState.PENDING:
+            record.state = run_transition(record.state, RunEvent.LAUNCHED)
+        record.log(now, "launched", f"attempt {record.attempt}: {spec.world_size} ranks on "
+                   f"{len(record.nodes)} nodes, rendezvous {host}:{record.master_port}")
+        for name, why in zip(record.nodes, answers, strict=True):
+            if why is not None:
+                record.failures.append(Failure(FailureKind.NODE_UNREACHABLE, name, now,
+                                               f"could not start ranks: {why}"))
+        self._poke(record)
+
+    async def _stop_ranks(self, record: RunRecord) -> int:
+        stop = fleet_pb2.Directive(stop_ranks=fleet_pb2.StopRanks(
+            run_id=record.name, attempt=0, grace_s=record.spec.stop_grace_s))
+        answers = await asyncio.gather(*(self._call(n, stop) for n in record.nodes))
+        return sum(1 for a in answers if a is None)
+
+    async def _call(self, node: str, directive: fleet_pb2.Directive) -> str | None:
+        """Send and await one directive; None on success, else why not."""
+        try:
+            outcome = await self.service.call_directive(node, directive,
+                                                        self.settings.directive_timeout_s)
+        except (NotConnected, DirectiveBacklog) as exc:
+            return str(exc)
+        except TimeoutError:
+            return f"no answer within {self.settings.directive_timeout_s:g} s"
+        return None if outcome.ok else (outcome.message or outcome.answer)
+
+    async def _event(self, node: str, event: NodeEvent, cause: str) -> None:
+        with contextlib.suppress(IllegalTransition, UnknownNode):
+            await self.service.apply_event(node, event, cause=cause, actor="controller:supervisor")
+
+    async def _usable_spares(self, placement: Placement) -> dict[str, tuple[str, ...]]:
+        """Spares that are connected and in service, in order; the gate is asked below."""
+        out: dict[str, tuple[str, ...]] = {}
+        for domain, names in placement.spares.items():
+            usable = [n for n in names if self.service.connected(n)
+                      and self.service.state_of(n) in _SPARE_STATES]
+            admitted = await self._admit(usable, "") if usable else []
+            out[domain] = tuple(n for n in usable if n in admitted)
+        return out
+
+    async def _admit(self, nodes: Sequence[str] | None, run: str) -> list[str]:
+        """Nodes the preflight gate admits (re-testing only stale evidence)."""
+        request = fleet_pb2.PreflightRequest(all=nodes is None, nodes=list(nodes or ()), run=run)
+        admitted: list[str] = []
+        async for update in run_preflight(self.service, request, self.preflight):
+            if update.WhichOneof("body") == "result":
+                admitted = [v.node for v in update.result.verdicts if v.admitted]
+        return admitted
+
+    async def _rows(self) -> dict[str, NodeRow]:
+        rows = await self.service.read(lambda store: store.nodes())
+        return {row.name: row for row in rows}
+
+
+def _candidate(row: NodeRow) -> Candidate:
+    rails = {int(r["gpu"]): f"{r.get('device', '')}/{r.get('port', 1)}"
+             for r in row.rails if isinstance(r.get("gpu"), int)}
+    return Candidate(row.name, row.nvlink_domain or row.name, len(row.gpus), rails)
+
+
+def _pick_port(host: str, port_range: tuple[int, int], previous: int) -> int:
+    """A rendezvous port for this attempt (free on this host when the host is local)."""
+    for _ in range(50):
+        port = random.randint(*port_range)
+        if port == previous:
+            continue
+        try:
+            with socket.socket() as sock:
+                sock.bind((host if host in ("127.0.0.1", "localhost") else "", port))
+        except OSError:
+            continue
+        return port
+    return random.randint(*port_range)

@@ -52,7 +52,7 @@ def test_selectors_pair_each_metric_with_its_own_matchers() -> None:
 
 @pytest.mark.parametrize(
     "expr",
-    ["sum(rate(m[5m])", "m{a=\"1\"", "m)", "rates(m[5m])", "m ? 1"],
+    ["sum(rate(m[5m])", 'm{a="1"', "m)", "rates(m[5m])", "m ? 1"],
 )
 def test_rejects_what_is_not_promql(expr: str) -> None:
     with pytest.raises(PromQLError):

@@ -660,7 +660,7 @@ class PreflightResult(_message.Message):
     def __init__(self, run: _Optional[str] = ..., verdicts: _Optional[_Iterable[_Union[NodeVerdict, _Mapping]]] = ...) -> None: ...
 
 class BurninRequest(_message.Message):
-    __slots__ = ("nodes", "all", "sizes", "iters", "warmup_iters", "timeout_s", "multi_node", "node_options", "ranks_per_node", "max_parallel", "master_port")
+    __slots__ = ("nodes", "all", "sizes", "iters", "warmup_iters", "timeout_s", "multi_node", "node_options", "ranks_per_node", "max_parallel", "master_port", "repeats")
     class NodeOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -679,6 +679,7 @@ class BurninRequest(_message.Message):
     RANKS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     MAX_PARALLEL_FIELD_NUMBER: _ClassVar[int]
     MASTER_PORT_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedScalarFieldContainer[str]
     all: bool
     sizes: str
@@ -690,7 +691,8 @@ class BurninRequest(_message.Message):
     ranks_per_node: int
     max_parallel: int
     master_port: int
-    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sizes: _Optional[str] = ..., iters: _Optional[int] = ..., warmup_iters: _Optional[int] = ..., timeout_s: _Optional[float] = ..., multi_node: _Optional[bool] = ..., node_options: _Optional[_Mapping[str, str]] = ..., ranks_per_node: _Optional[int] = ..., max_parallel: _Optional[int] = ..., master_port: _Optional[int] = ...) -> None: ...
+    repeats: int
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sizes: _Optional[str] = ..., iters: _Optional[int] = ..., warmup_iters: _Optional[int] = ..., timeout_s: _Optional[float] = ..., multi_node: _Optional[bool] = ..., node_options: _Optional[_Mapping[str, str]] = ..., ranks_per_node: _Optional[int] = ..., max_parallel: _Optional[int] = ..., master_port: _Optional[int] = ..., repeats: _Optional[int] = ...) -> None: ...
 
 class BurninNodeResult(_message.Message):
     __slots__ = ("node", "members", "passed", "severity", "check", "message", "busbw_gbps", "cohort_median_gbps", "threshold_gbps", "sizes", "evidence_id", "backend", "duration_s")

@@ -135,5 +135,5 @@ class AgentLinkServicer(fleet_pb2_grpc.AgentLinkServicer):
                 service.metrics.ingest_messages.labels("replay").inc()
                 stream.offer_ack(welcome_seq)
                 continue
-            await service.submit(Inbound(node, msg, clock.time(), clock.monotonic()))
+            await service.submit(Inbound(node, msg, clock.time(), clock.monotonic(), stream.id))
             stream.submitted = seq

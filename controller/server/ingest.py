@@ -92,7 +92,9 @@ class IngestPipeline:
         self._linger_s = linger_s
         self._task: asyncio.Task[None] | None = None
         self._in_flight = 0
+        self._poisoned: set[int] = set()
         self.batches = 0
+        self.dropped = 0
 
     def depth(self) -> int:
         """Messages queued or being committed."""
@@ -146,7 +148,16 @@ class IngestPipeline:
             if len(batch) < self._max_batch and self._linger_s > 0:
                 await asyncio.sleep(self._linger_s)
                 self._take(batch)
-                self._in_flight = len(batch)
+            if self._poisoned:
+                kept = [i for i in batch if i.stream not in self._poisoned]
+                self.dropped += len(batch) - len(kept)
+                if self._queue.empty():  # nothing of a poisoned stream can still arrive
+                    self._poisoned.clear()
+                if not kept:
+                    self._in_flight = 0
+                    continue
+                batch = kept
+            self._in_flight = len(batch)
             unreachable = self._unreachable()
             try:
                 committed = await self._writer.call(
@@ -156,6 +167,10 @@ class IngestPipeline:
                 raise
             except Exception as exc:  # a store failure must not kill ingest
                 log.exception("storing a batch of %d messages failed", len(batch))
+                # Later messages of these streams must not be stored either: a gap below a
+                # stored seq would be covered by the next cumulative ack (or Welcome) and lost.
+                # The streams are ended; their agents replay from what is really stored.
+                self._poisoned.update(item.stream for item in batch)
                 self._in_flight = 0
                 self._on_failure(batch, exc)
                 continue

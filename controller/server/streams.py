@@ -7,6 +7,7 @@ the highest pending one is sent. A newer stream for the same node replaces the o
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +16,7 @@ import grpc
 from protos.gpufleet.v1 import fleet_pb2
 
 MAX_PENDING_DIRECTIVES = 256
+_STREAM_IDS = itertools.count(1)
 
 
 class DirectiveBacklog(RuntimeError):
@@ -32,6 +34,7 @@ class NodeStream:
         max_directives: int = MAX_PENDING_DIRECTIVES,
     ) -> None:
         self.node = node
+        self.id = next(_STREAM_IDS)
         self._write = write
         self._max_directives = max_directives
         self._ack_pending = 0

@@ -15,6 +15,7 @@ class Inbound(NamedTuple):
     msg: fleet_pb2.AgentMessage
     received_at: float  # wall seconds when the controller read it
     received_mono: float  # monotonic seconds, for the receive -> commit latency
+    stream: int = 0  # which stream carried it (the server drops a failed stream's leftovers)
 
 
 @dataclass(frozen=True, slots=True)

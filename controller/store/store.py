@@ -209,7 +209,7 @@ class FleetStore:
         health: dict[str, tuple[str, int, float]] = {}
         execute = self._conn.execute
         with self.transaction():
-            for node, msg, received_at, _mono in items:
+            for node, msg, received_at, _mono, _stream in items:
                 seq = msg.seq
                 body = msg.WhichOneof("body")
                 item: StoredItem | None

@@ -129,7 +129,7 @@ async def test_a_failed_batch_is_reported_and_ingest_goes_on(worker: StoreWorker
     await pipeline.submit(inbound("n1", report(1)))
     await pipeline.submit(inbound("ghost", report(1)))  # not registered: the batch fails
     await asyncio.sleep(0.2)
-    await pipeline.submit(inbound("n1", report(2)))
+    await pipeline.submit(inbound("n1", report(2))._replace(stream=1))  # a new stream
     await pipeline.close()
     assert [[i.node for i in batch] for batch in failed] == [["n1", "ghost"]]
     assert [[i.msg.seq for i in c.items] for c in committed] == [[2]]
@@ -174,3 +174,36 @@ async def test_store_failure_ends_the_stream_unavailable_and_a_replay_recovers(
         (1, 1), (2, 1)]
     conn.close()
     await again.close()
+
+
+async def test_after_a_failed_batch_later_messages_of_that_stream_are_not_stored(
+    worker: StoreWorker, db_path: Path
+) -> None:
+    """Storing seq 3 after seq 2 failed would let an ack (or Welcome) of 3 cover the lost 2."""
+    failed: list[list[Inbound]] = []
+    pipeline = IngestPipeline(worker, SystemClock(), on_commit=lambda c: None,
+                              on_failure=lambda items, exc: failed.append(items),
+                              max_queue=16, max_batch=1, linger_s=0)
+    release = threading.Event()
+    stall = asyncio.ensure_future(worker.call(lambda _store: release.wait(10)))
+    pipeline.start()
+    first = inbound("n1", report(1))._replace(stream=7)
+    doomed = inbound("ghost", report(2))._replace(stream=7)  # this batch will fail
+    after = inbound("n1", report(3))._replace(stream=7)  # queued before the failure is known
+    replay = inbound("n1", report(2))._replace(stream=8)  # the agent's new stream
+    for item in (first, doomed, after):
+        await pipeline.submit(item)
+    release.set()
+    await stall
+    for _ in range(100):
+        if failed:
+            break
+        await asyncio.sleep(0.01)
+    await pipeline.submit(replay)
+    await pipeline.close()
+    assert [[i.msg.seq for i in batch] for batch in failed] == [[2]]
+    assert pipeline.dropped == 1
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT seq FROM reports ORDER BY seq").fetchall() == [(1,), (2,)]
+    assert conn.execute("SELECT last_seq FROM nodes").fetchone() == (2,)
+    conn.close()

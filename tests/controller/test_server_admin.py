@@ -160,7 +160,7 @@ async def test_preflight_retests_only_stale_nodes_and_gates_on_fresh_evidence(
     answering = [asyncio.create_task(answer_checks(stale, 2, verdict=fleet_pb2.SEVERITY_OK)),
                  asyncio.create_task(answer_checks(sick, 2, verdict=fleet_pb2.SEVERITY_CRITICAL))]
     updates = [u async for u in admin(chan).Preflight(
-        fleet_pb2.PreflightRequest(all=True, timeout_s=2.0), metadata=AUTH)]
+        fleet_pb2.PreflightRequest(all=True, timeout_s=1.0), metadata=AUTH)]
     await asyncio.gather(*answering)
     *progress, last = updates
     assert last.WhichOneof("body") == "result"

@@ -57,7 +57,8 @@ EVIDENCE_KIND = "burnin"
 class BurninHost(Protocol):
     """What the orchestrator needs from the controller (FleetService, through an adapter)."""
 
-    clock: Clock
+    @property
+    def clock(self) -> Clock: ...
 
     def send_directive(self, node: str, directive: fleet_pb2.Directive) -> str: ...
 

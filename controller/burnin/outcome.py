@@ -103,7 +103,8 @@ def no_answer(node: str, waited_s: float) -> MemberAnswer:
 
 def measure_group(group: Group, answers: Mapping[str, MemberAnswer]) -> GroupMeasure:
     """Combine the members' answers into the group's measurement."""
-    ordered = [answers.get(n) or MemberAnswer(n, None, "no answer") for n in group.nodes]
+    ordered = [answers.get(n) or MemberAnswer(n, None, f"{TIMED_OUT}: no answer")
+               for n in group.nodes]
     results = [a.result for a in ordered if a.result is not None]
     first = results[0] if results else None
     duration = max((r.duration_s for r in results), default=0.0)
@@ -146,14 +147,17 @@ def judge_groups(
     groups: Sequence[Group], measures: Mapping[str, GroupMeasure],
     nodes: Mapping[str, Candidate], targets: Mapping[str, BurnInTarget] = DEFAULT_TARGETS,
 ) -> dict[str, BurnInJudgement]:
-    """Judge each group (by label) within its cohort; NCCL results also against the floor."""
-    by_backend: dict[bool, list[Measured]] = {}
+    """Judge each group (by label) within its cohort; NCCL results also against the floor.
+
+    Single nodes and multi-node groups are judged apart even when their cohort keys match.
+    """
+    batches: dict[tuple[bool, bool], list[Measured]] = {}
     for g in groups:
         m = measures[g.label]
         measured = Measured(g.label, cohort_key(g, m, nodes), m.busbw_gbps, m.ok, m.error)
-        by_backend.setdefault(m.backend.startswith("nccl"), []).append(measured)
+        batches.setdefault((m.backend.startswith("nccl"), g.multi_node), []).append(measured)
     out: dict[str, BurnInJudgement] = {}
-    for is_nccl, batch in by_backend.items():
+    for (is_nccl, _multi), batch in batches.items():
         table = _targets_for("nccl" if is_nccl else "", targets)
         out.update({j.node: j for j in judge(batch, table)})
     return out

@@ -109,13 +109,19 @@ class AgentDaemon:
         self.state.last_report = report
         self.xids.observe(report.sample.xid_events)
         self.collector.publish(report, sweep_duration_s=duration)
-        if self.link is not None:
-            for event in report.sample.xid_events:
-                rule = rule_for(event.xid, self.sweeper.policy)
-                self.link.submit_xid(event, rule.severity, rule.action)
-            self.link.submit_report(report, sweep_duration_s=duration, window_s=window_s,
-                                    directive_id=directive_id)
+        self.forward(report, duration, window_s, directive_id)
         return report
+
+    def forward(self, report: NodeReport, duration: float = 0.0, window_s: float = 0.0,
+                directive_id: str = "") -> None:
+        """Send a report's XIDs (each judged by the catalog) and then the report itself."""
+        if self.link is None:
+            return
+        for event in report.sample.xid_events:
+            rule = rule_for(event.xid, self.sweeper.policy)
+            self.link.submit_xid(event, rule.severity, rule.action)
+        self.link.submit_report(report, sweep_duration_s=duration, window_s=window_s,
+                                directive_id=directive_id)
 
     # ------------------------------------------------------------ directives
 

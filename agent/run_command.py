@@ -92,7 +92,9 @@ def option_problems(o: RunOptions) -> list[str]:
 def identity_of(daemon: AgentDaemon, sources: NodeSources, hostname: str) -> NodeIdentity:
     """The Hello facts, from the latest sweep."""
     report = daemon.state.last_report
-    sample = report.sample if report is not None else daemon.sweeper.collect()
+    if report is None:  # never sweep here: a sweep would swallow pending XID events
+        raise RuntimeError("the first sweep must precede the controller link")
+    sample = report.sample
     host = sample.host
     return NodeIdentity(
         node=sources.name, hostname=hostname, agent_version=agent_version(),
@@ -134,6 +136,7 @@ def run_daemon(o: RunOptions, policy: Policy) -> int:
                          set_load=set_load, workdir=o.workdir)
     progress: ProgressListener | None = None
     spool: Spool | None = None
+    first = daemon.sweep_and_publish()  # before the link: its Hello describes this sweep
     if o.controller:
         spool = Spool(o.spool or state_dir / "spool")
         tls = (TlsConfig.from_files(o.tls_ca, o.tls_cert, o.tls_key)
@@ -149,8 +152,8 @@ def run_daemon(o: RunOptions, policy: Policy) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        daemon.sweep_and_publish()
         if daemon.link is not None:
+            daemon.forward(first)  # the first sweep's XIDs and report, spooled for the controller
             daemon.link.start()
             print(f"gpufleet-agent: streaming to {o.controller}", flush=True)
         daemon.run(stop)

@@ -8,9 +8,10 @@ noticed), restart (noticed → first resumed step: stop, relaunch, checkpoint lo
 productive one; every earlier execution of the same step number was lost work.
 
 Energy: the NVML total-energy counters (mJ since driver load) of the run's GPUs, summed per
-sample time into one cumulative curve E(t) (linear between samples). Energy inside productive
-step intervals is productive; the rest of the run's energy was lost. Joules per step and per
-training token are computed over productive steps.
+node per report while the node belonged to the run; each node's cumulative curve is linear
+between samples and counts only within its own span (a spare joins late, a failed node leaves).
+Energy inside productive step intervals is productive; the rest of the run's energy was lost.
+Joules per step and per training token are computed over productive steps.
 """
 
 from __future__ import annotations
@@ -86,31 +87,17 @@ def build_ledger(
                     len(productive), len(lost), len(incidents))
     if not energy_mj:
         return ledger
-    curve = _fleet_energy_curve(energy_mj)
-    if len(curve) < 2:
+    series = [sorted(v) for v in energy_mj.values() if len(v) >= 2]
+    if not series:
         return ledger
-    total = (curve[-1][1] - curve[0][1]) / 1000.0
-    useful = sum(_energy_between(curve, r.end_at - r.step_time_s, r.end_at)
-                 for r in productive) / 1000.0
+    total = sum(s[-1][1] - s[0][1] for s in series) / 1000.0
+    useful = sum(_energy_between(s, r.end_at - r.step_time_s, r.end_at)
+                 for r in productive for s in series) / 1000.0
     per_step = useful / len(productive) if productive else None
     per_token = per_step / tokens_per_step if per_step is not None and tokens_per_step else None
     return Ledger(**{**{k: getattr(ledger, k) for k in ledger.__dataclass_fields__},
                      "energy_j": total, "productive_energy_j": useful,
                      "joules_per_step": per_step, "joules_per_token": per_token})
-
-
-def _fleet_energy_curve(
-    per_source: Mapping[str, Sequence[tuple[float, float]]],
-) -> list[tuple[float, float]]:
-    """Sum the per-source cumulative counters at every sample time (each source interpolated),
-    over the span where every source has samples."""
-    series = {k: sorted(v) for k, v in per_source.items() if len(v) >= 2}
-    if not series:
-        return []
-    start = max(s[0][0] for s in series.values())
-    end = min(s[-1][0] for s in series.values())
-    times = sorted({t for s in series.values() for t, _ in s if start <= t <= end})
-    return [(t, sum(_interp(s, t) for s in series.values())) for t in times]
 
 
 def _interp(series: Sequence[tuple[float, float]], t: float) -> float:
@@ -127,6 +114,7 @@ def _interp(series: Sequence[tuple[float, float]], t: float) -> float:
 
 
 def _energy_between(curve: Sequence[tuple[float, float]], a: float, b: float) -> float:
+    """Energy a node's counter grew by within [a, b] (clamped to the samples' span)."""
     lo, hi = curve[0][0], curve[-1][0]
     a, b = max(a, lo), min(b, hi)
     if b <= a:

@@ -227,9 +227,13 @@ class Supervisor:
                 continue
             try:
                 await self._step(record)
-            except Exception as exc:  # the watchdog never dies
+            except Exception as exc:  # the watchdog never dies, and never leaves a run limbo
                 log.exception("supervisor step failed for %s", record.name)
                 record.log(self.service.clock.time(), "error", f"supervisor error: {exc!r}")
+                if _is_restarting(record):  # _step may have moved it on
+                    with contextlib.suppress(Exception):
+                        await self._finish(record, RunEvent.GAVE_UP,
+                                           f"restart failed: {exc!r}", failed=True)
 
     async def _step(self, record: RunRecord) -> None:
         now = self.service.clock.time()
@@ -340,9 +344,11 @@ class Supervisor:
         self._poke(record)
 
     async def _stop_ranks(self, record: RunRecord) -> int:
-        stop = fleet_pb2.Directive(stop_ranks=fleet_pb2.StopRanks(
-            run_id=record.name, attempt=0, grace_s=record.spec.stop_grace_s))
-        answers = await asyncio.gather(*(self._call(n, stop) for n in record.nodes))
+        def stop() -> fleet_pb2.Directive:  # one message per node: the hub stamps its id on it
+            return fleet_pb2.Directive(stop_ranks=fleet_pb2.StopRanks(
+                run_id=record.name, attempt=0, grace_s=record.spec.stop_grace_s))
+
+        answers = await asyncio.gather(*(self._call(n, stop()) for n in record.nodes))
         return sum(1 for a in answers if a is None)
 
     async def _call(self, node: str, directive: fleet_pb2.Directive) -> str | None:
@@ -382,6 +388,10 @@ class Supervisor:
     async def _rows(self) -> dict[str, NodeRow]:
         rows = await self.service.read(lambda store: store.nodes())
         return {row.name: row for row in rows}
+
+
+def _is_restarting(record: RunRecord) -> bool:
+    return record.state is RunState.RESTARTING
 
 
 def _candidate(row: NodeRow) -> Candidate:

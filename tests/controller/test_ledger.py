@@ -51,3 +51,12 @@ def test_energy_per_step_and_token_from_counters() -> None:
 def test_no_energy_samples_leaves_energy_unknown() -> None:
     ledger = build_ledger(0.0, 5.0, _steps(0, 1, 3, 1.0), [], {"n0": [(0.0, 1.0)]})
     assert ledger.energy_j is None and ledger.joules_per_step is None
+
+
+def test_energy_of_a_node_counts_only_while_it_was_in_the_run() -> None:
+    # n0 runs steps 1..10 (t=2..12); the spare n1 joins at t=7 and is sampled only from there
+    n0 = [(0.0, 0.0), (12.0, 1_200_000.0)]  # 100 W
+    n1 = [(7.0, 5e9), (12.0, 5e9 + 500_000.0)]  # 100 W from t=7
+    ledger = build_ledger(0.0, 12.0, _steps(0, 1, 10, 2.0), [], {"n0": n0, "n1": n1})
+    assert ledger.energy_j == pytest.approx(1200.0 + 500.0)
+    assert ledger.productive_energy_j == pytest.approx(1000.0 + 500.0)

@@ -7,6 +7,7 @@ SQLite, directives, rank subprocesses, torch.distributed gloo).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,3 +161,34 @@ class LocalFleet:
                 raise RuntimeError(f"{proc.name} exited: {proc.log.read_text()[-2000:]}")
             time.sleep(0.05)
         raise TimeoutError(f"{proc.name} did not print {pattern!r}: {proc.log.read_text()[-2000:]}")
+
+
+def write_run_spec(dest: Path, *, name: str | None = None, steps: int | None = None,
+                   checkpoint_dir: Path | None = None, extra_args: Sequence[str] = (),
+                   supervision: dict[str, Any] | None = None) -> Path:
+    """The committed mini run spec, with this interpreter (not `python` from PATH) and the
+    given overrides, written to `dest`."""
+    doc = tomllib.loads((REPO / "examples" / "deepseek_v3_mini.toml").read_text())
+    run = doc["run"]
+    run["command"] = [PY, *run["command"][1:], *extra_args]
+    if name is not None:
+        run["name"] = name
+    if steps is not None:
+        run["steps"] = steps
+    if checkpoint_dir is not None:
+        doc["checkpoint"]["dir"] = str(checkpoint_dir)
+    doc["supervision"].update(supervision or {})
+    dest.write_text(_toml(doc))
+    return dest
+
+
+def _toml(doc: dict[str, Any]) -> str:
+    """Enough TOML for a run spec: tables of scalars and arrays, one level of sub-tables."""
+    lines = []
+    for section, table in doc.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items() if not isinstance(v, dict)]
+        for sub, inner in ((k, v) for k, v in table.items() if isinstance(v, dict)):
+            lines.append(f"[{section}.{sub}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in inner.items()]
+    return "\n".join(lines) + "\n"

@@ -16,11 +16,10 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from demo.harness import REPO, LocalFleet
+from demo.harness import REPO, LocalFleet, write_run_spec
 from protos.gpufleet.v1 import fleet_pb2 as pb
 
 pytest.importorskip("torch")
@@ -31,30 +30,12 @@ STEPS = 30
 
 
 def write_spec(tmp: Path, name: str, steps: int = STEPS, extra: tuple[str, ...] = (),
-               budget: int = 3, hang_s: float = 20.0) -> Path:
+               budget: int = 3, hang_s: float = 20.0, spares: int = 1) -> Path:
     """The mini spec with this interpreter, a temp checkpoint dir and test knobs."""
-    doc = tomllib.loads((REPO / "examples" / "deepseek_v3_mini.toml").read_text())
-    doc["run"]["name"] = name
-    doc["run"]["steps"] = steps
-    doc["run"]["command"] = [sys.executable, *doc["run"]["command"][1:], *extra]
-    doc["checkpoint"]["dir"] = str(tmp / f"{name}-ckpt")
-    doc["supervision"]["restart_budget"] = budget
-    doc["supervision"]["hang_timeout_s"] = hang_s
-    path = tmp / f"{name}.toml"
-    path.write_text(_toml(doc))
-    return path
-
-
-def _toml(doc: dict[str, Any]) -> str:
-    lines = []
-    for section, table in doc.items():
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in scalars.items()]
-        for sub, inner in ((k, v) for k, v in table.items() if isinstance(v, dict)):
-            lines.append(f"[{section}.{sub}]")
-            lines += [f"{k} = {json.dumps(v)}" for k, v in inner.items()]
-    return "\n".join(lines) + "\n"
+    return write_run_spec(tmp / f"{name}.toml", name=name, steps=steps,
+                          checkpoint_dir=tmp / f"{name}-ckpt", extra_args=extra,
+                          supervision={"restart_budget": budget, "hang_timeout_s": hang_s,
+                                       "spares_per_domain": spares})
 
 
 def run_detail(fleet: LocalFleet, name: str) -> pb.RunDetail:
@@ -149,12 +130,9 @@ def test_xid79_mid_run_restarts_on_a_same_domain_spare_and_completes(tmp_path: P
 def test_crash_loop_is_stopped_by_the_restart_budget(tmp_path: Path) -> None:
     nodes = NODES[:2] + NODES[3:5]
     with LocalFleet("gb300:nodes=6,domain_size=3", nodes, workdir=tmp_path) as fleet:
-        spec = write_spec(tmp_path, "crashy", steps=20, budget=1,
+        spec = write_spec(tmp_path, "crashy", steps=20, budget=1, spares=0,
                           extra=("--fail-at-step", "3", "--fail-rank", "1",
                                  "--fault-mode", "always"))
-        doc = tomllib.loads(spec.read_text())
-        doc["supervision"]["spares_per_domain"] = 0
-        spec.write_text(_toml(doc))
         t0 = time.monotonic()
         started = fleet.gpufleet("run", "start", str(spec), "--json")
         assert started.returncode == 0, started.stderr
@@ -174,11 +152,8 @@ def test_crash_loop_is_stopped_by_the_restart_budget(tmp_path: Path) -> None:
 def test_hung_rank_is_detected_within_the_hang_timeout(tmp_path: Path) -> None:
     nodes = NODES[:2] + NODES[3:5]
     with LocalFleet("gb300:nodes=6,domain_size=3", nodes, workdir=tmp_path) as fleet:
-        spec = write_spec(tmp_path, "hangs", steps=20, budget=0, hang_s=5.0,
+        spec = write_spec(tmp_path, "hangs", steps=20, budget=0, hang_s=5.0, spares=0,
                           extra=("--hang-at-step", "4", "--fail-rank", "2"))
-        doc = tomllib.loads(spec.read_text())
-        doc["supervision"]["spares_per_domain"] = 0
-        spec.write_text(_toml(doc))
         started = fleet.gpufleet("run", "start", str(spec))
         assert started.returncode == 0, started.stderr
         fleet.wait_for(lambda: run_detail(fleet, "hangs").run.state == "failed", 120,

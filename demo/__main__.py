@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,8 @@ from rich.rule import Rule
 
 from demo.harness import PY, REPO, LocalFleet, write_run_spec
 
-console = Console()
+WIDTH = 150
+console = Console(width=max(WIDTH, Console().width))
 NODES = [f"gb300-d{d}-t{t:02d}" for d in range(2) for t in range(8)]
 FAULTS = ("fault=ecc_dbe@gb300-d0-t03/gpu2", "fault=nvlink_down@gb300-d1-t05/gpu1")
 
@@ -53,7 +55,8 @@ def cli(fleet: LocalFleet, *args: str) -> subprocess.CompletedProcess[str]:
 def one_node() -> None:
     step("1. one node: gpufleet-agent check on a simulated H100 node with one bad GPU")
     cmd = [PY, "-m", "agent", "check", "--simulate", "h100_sxm:fault=ecc_dbe@gpu3"]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60)
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60,
+                            env=dict(os.environ, COLUMNS=str(WIDTH)))
     show(["gpufleet-agent", *cmd[3:]], result)
     console.print("[dim]exit 2 = CRITICAL (Nagios): usable as Slurm's HealthCheckProgram[/]")
 
@@ -66,7 +69,7 @@ def burnin(fleet: LocalFleet) -> None:
         return
     nodes = ["gb300-d0-t00", "gb300-d0-t01", "gb300-d1-t00", "gb300-d1-t01"]
     cli(fleet, "burnin", *nodes, "--sizes", "1M,4M", "--ranks-per-node", "2",
-        "--slow", "gb300-d1-t01=4")
+        "--option", "gb300-d1-t01:slowdown=4", "--no-progress")
 
 
 def run_story(fleet: LocalFleet) -> None:
@@ -108,7 +111,7 @@ def main() -> int:
     step("2. a fleet: controller + 16 simulated GB300 trays in 2 NVLink domains, 2 faulty")
     spec = "gb300:nodes=16,domain_size=8," + ",".join(FAULTS)
     console.print(f"[dim]simulation: {spec}; logs and state in {workdir}[/]")
-    with LocalFleet(spec, NODES, workdir=workdir, interval_s=1.0) as fleet:
+    with LocalFleet(spec, NODES, workdir=workdir, interval_s=1.0, columns=WIDTH) as fleet:
         console.print(f"[dim]controller on {fleet.address}, {len(NODES)} agents connected[/]")
         time.sleep(2.0)  # a couple of sweeps of evidence
         cli(fleet, "nodes")

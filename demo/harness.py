@@ -46,6 +46,7 @@ class LocalFleet:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="gpufleet-")))
     interval_s: float = 0.5
     controller_args: Sequence[str] = ()
+    columns: int = 160  # width the CLI renders its tables at (its stdout is a pipe here)
     address: str = ""
     procs: list[Proc] = field(default_factory=list)
     inbox: Path = field(init=False)
@@ -127,7 +128,8 @@ class LocalFleet:
         """Run the operator CLI against this fleet."""
         return subprocess.run(
             [str(Path(PY).parent / "gpufleet"), "--controller", self.address, *args],
-            capture_output=True, text=True, timeout=timeout_s, cwd=REPO)
+            capture_output=True, text=True, timeout=timeout_s, cwd=REPO,
+            env=dict(os.environ, COLUMNS=str(self.columns)))
 
     def rank_log(self, node: str, run: str, attempt: int, rank: int) -> Path:
         return self.workdir / node / "ranks" / run / f"attempt-{attempt}" / f"rank-{rank}.log"

@@ -7,9 +7,9 @@ noticed), restart (noticed → first resumed step: stop, relaunch, checkpoint lo
 (start-up before the first step, checkpoint writes, waiting). A step's *last* execution is the
 productive one; every earlier execution of the same step number was lost work.
 
-Energy: the NVML total-energy counters (mJ since driver load) of the run's GPUs, summed per
-node per report while the node belonged to the run; each node's cumulative curve is linear
-between samples and counts only within its own span (a spare joins late, a failed node leaves).
+Energy: the NVML total-energy counters (mJ since driver load) of the run's GPUs, one series per
+GPU, sampled while its node belonged to the run; each series is linear between samples and
+counts only within its own span (a spare joins late, a lost GPU or a failed node drops out).
 Energy inside productive step intervals is productive; the rest of the run's energy was lost.
 Joules per step and per training token are computed over productive steps.
 """

@@ -71,8 +71,9 @@ class RunRecord:
             del self.events[drop]
         return event
 
-    def add_energy(self, node: str, at: float, total_mj: float) -> None:
-        samples = self.energy_mj.setdefault(node, [])
+    def add_energy(self, source: str, at: float, total_mj: float) -> None:
+        """One reading of a GPU's total-energy counter (mJ) while it served the run."""
+        samples = self.energy_mj.setdefault(source, [])
         if not samples or at > samples[-1][0]:
             samples.append((at, total_mj))
             if len(samples) > MAX_ENERGY_SAMPLES:

@@ -150,9 +150,10 @@ class Supervisor:
         elif body == "report":
             report = d.msg.report
             for record in self._active_on(d.node):
-                energy = [g.energy_mj for g in report.gpus if g.HasField("energy_mj")]
-                if energy:
-                    record.add_energy(d.node, report.sampled_at, float(sum(energy)))
+                for gpu in report.gpus:  # per GPU: a lost GPU's counter just stops
+                    if gpu.HasField("energy_mj") and not gpu.lost:
+                        record.add_energy(f"{d.node}/gpu{gpu.index}", report.sampled_at,
+                                          float(gpu.energy_mj))
             if report.verdict == fleet_pb2.SEVERITY_CRITICAL:
                 worst = next((f for f in report.findings
                               if f.severity == fleet_pb2.SEVERITY_CRITICAL), None)

@@ -116,6 +116,7 @@ def test_xid79_mid_run_restarts_on_a_same_domain_spare_and_completes(tmp_path: P
         assert ledger.restarts == 1 and ledger.detection_s < 5
         assert ledger.productive_steps == STEPS
         assert ledger.HasField("joules_per_step") and ledger.joules_per_step > 0
+        assert 0 < ledger.productive_energy_j < ledger.energy_j
 
         attempt1 = losses(fleet.rank_log(placed[0], "mini", 1, 0))
         attempt2 = losses(fleet.rank_log(detail.run.nodes[0], "mini", 2, 0))

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from protos.gpufleet.v1 import fleet_pb2
-
-from .codec import ACTION_NAMES, SEVERITY_NAMES, finding_to_dict
+from .inserts import insert_event, insert_evidence, insert_report, insert_result
+from .queries import StoreReads
 from .records import (
-    AuditRow,
-    EventRow,
-    EvidenceRow,
     Inbound,
     NodeIdentity,
-    NodeRow,
     Registration,
     StoredBatch,
     StoredItem,
@@ -43,44 +38,7 @@ class StaleState(StoreError):
     """A transition's from-state no longer matches the node's stored state."""
 
 
-_NODE_COLUMNS = (
-    "name, hostname, agent_version, sku, driver_version, cuda_driver_version, nvlink_domain, "
-    "rack, boot_id, gpus, rails, state, state_reason, state_since, registered_at, last_seen, "
-    "last_seq, verdict, health_evidence_id, health_at"
-)
-
-
-def _node_row(row: sqlite3.Row) -> NodeRow:
-    return NodeRow(
-        name=row[0],
-        hostname=row[1],
-        agent_version=row[2],
-        sku=row[3],
-        driver_version=row[4],
-        cuda_driver_version=row[5],
-        nvlink_domain=row[6],
-        rack=row[7],
-        boot_id=row[8],
-        gpus=tuple(json.loads(row[9])),
-        rails=tuple(json.loads(row[10])),
-        state=row[11],
-        state_reason=row[12],
-        state_since=row[13],
-        registered_at=row[14],
-        last_seen=row[15],
-        last_seq=row[16],
-        verdict=row[17],
-        health_evidence_id=row[18],
-        health_at=row[19],
-    )
-
-
-def _xid_cause(xid: fleet_pb2.XidEvent) -> str:
-    where = f" on gpu {xid.gpu}" if xid.HasField("gpu") else ""
-    return f"xid {xid.xid}{where}"
-
-
-class FleetStore:
+class FleetStore(StoreReads):
     """Typed access to the fleet database."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
@@ -214,15 +172,15 @@ class FleetStore:
                 body = msg.WhichOneof("body")
                 item: StoredItem | None
                 if body == "report":
-                    item = self._insert_report(node, seq, msg.report, received_at)
+                    item = insert_report(self._conn, node, seq, msg.report, received_at)
                     if item is not None and item.evidence_id is not None:
                         prev = health.get(node)
                         if prev is None or item.at >= prev[2]:
                             health[node] = (item.verdict, item.evidence_id, item.at)
                 elif body == "event":
-                    item = self._insert_event(node, seq, msg.event, received_at)
+                    item = insert_event(self._conn, node, seq, msg.event, received_at)
                 elif body == "result":
-                    item = self._insert_result(node, seq, msg.result, received_at)
+                    item = insert_result(self._conn, node, seq, msg.result, received_at)
                 else:
                     raise StoreError(f"{node} seq {seq}: a {body} message is not storable")
                 if item is None:
@@ -252,142 +210,6 @@ class FleetStore:
                 after(batch)
         return batch
 
-    def _insert_report(
-        self, node: str, seq: int, report: fleet_pb2.Report, received_at: float
-    ) -> StoredItem | None:
-        verdict = SEVERITY_NAMES.get(report.verdict, "unknown")
-        action = ACTION_NAMES.get(report.action, "none")
-        sampled_at = report.sampled_at or received_at
-        cur = self._conn.execute(
-            "INSERT OR IGNORE INTO reports (node, seq, sampled_at, received_at, verdict, action, "
-            "directive_id, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (node, seq, sampled_at, received_at, verdict, action, report.directive_id,
-             report.SerializeToString()),
-        )
-        if cur.rowcount == 0:
-            return None
-        findings = [finding_to_dict(f) for f in report.findings]
-        detail = json.dumps({"seq": seq, "action": action, "findings": findings})
-        evidence_id = self._insert_evidence(
-            node, "health", verdict, detail, sampled_at, f"report:{seq}"
-        )
-        worst = max(report.findings, key=lambda f: f.severity, default=None)
-        cause = f"report verdict {verdict}"
-        if worst is not None and worst.severity == report.verdict:
-            cause += f": {worst.check}: {worst.message}"[:200]
-        return StoredItem(
-            node, seq, "report", sampled_at, verdict, action, evidence_id, report.directive_id,
-            cause,
-        )
-
-    def _insert_event(
-        self, node: str, seq: int, event: fleet_pb2.Event, received_at: float
-    ) -> StoredItem | None:
-        kind = event.WhichOneof("kind") or "unknown"
-        verdict = action = cause = ""
-        at = received_at
-        detail: dict[str, str] = {}
-        if kind == "xid":
-            xid = event.xid
-            verdict = SEVERITY_NAMES.get(xid.severity, "unknown")
-            action = ACTION_NAMES.get(xid.action, "none")
-            at = xid.at or received_at
-            cause = _xid_cause(xid)
-            message = f"{cause}: {xid.message}" if xid.message else cause
-            detail = {
-                "xid": str(xid.xid), "gpu": str(xid.gpu) if xid.HasField("gpu") else "",
-                "pci_bus_id": xid.pci_bus_id, "source": xid.source, "severity": verdict,
-                "action": action,
-            }
-        elif kind == "rank_exit":
-            ex = event.rank_exit
-            at = ex.at or received_at
-            message = (
-                f"run {ex.run_id} attempt {ex.attempt} rank {ex.rank} {ex.reason} "
-                f"({ex.exit_code})"
-            )
-            cause = message
-            detail = {
-                "run_id": ex.run_id, "attempt": str(ex.attempt), "rank": str(ex.rank),
-                "exit_code": str(ex.exit_code), "reason": ex.reason, "stderr_tail": ex.stderr_tail,
-            }
-        elif kind == "progress":
-            pr = event.progress
-            at = pr.at or received_at
-            message = f"run {pr.run_id} rank {pr.rank} step {pr.step} loss {pr.loss:.4g}"
-            detail = {"run_id": pr.run_id, "attempt": str(pr.attempt), "rank": str(pr.rank),
-                      "step": str(pr.step), "loss": repr(pr.loss)}
-        else:
-            message = "empty event"
-        cur = self._conn.execute(
-            "INSERT OR IGNORE INTO events (node, seq, kind, message, at, detail) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (node, seq, kind, message, at, json.dumps(detail)),
-        )
-        if cur.rowcount == 0:
-            return None
-        evidence_id = None
-        if kind == "xid":
-            evidence_id = self._insert_evidence(
-                node, "xid", verdict, json.dumps(detail | {"message": message}), at, f"xid:{seq}"
-            )
-            self._conn.execute(
-                "UPDATE events SET evidence_id = ? WHERE id = ?", (evidence_id, cur.lastrowid)
-            )
-        return StoredItem(node, seq, kind, at, verdict, action, evidence_id, "", cause)
-
-    def _insert_result(
-        self, node: str, seq: int, result: fleet_pb2.DirectiveResult, received_at: float
-    ) -> StoredItem | None:
-        detail: dict[str, Any] = {"directive_id": result.directive_id, "ok": result.ok,
-                                  "message": result.message}
-        cur = self._conn.execute(
-            "INSERT OR IGNORE INTO events (node, seq, kind, message, at, detail) "
-            "VALUES (?, ?, 'result', ?, ?, ?)",
-            (node, seq, f"directive {result.directive_id}: {'ok' if result.ok else 'failed'}"
-             f"{': ' + result.message if result.message else ''}", received_at,
-             json.dumps({k: str(v) for k, v in detail.items()})),
-        )
-        if cur.rowcount == 0:
-            return None
-        evidence_id = None
-        verdict = "ok" if result.ok else "critical"
-        if result.WhichOneof("payload") == "burnin":
-            burnin = result.burnin
-            wrong = sum(size.wrong for size in burnin.sizes)
-            good = result.ok and not burnin.timed_out and not burnin.error and wrong == 0
-            verdict = "ok" if good else "critical"
-            detail |= {
-                "burnin_id": burnin.burnin_id, "backend": burnin.backend,
-                "world_size": burnin.world_size, "timed_out": burnin.timed_out,
-                "error": burnin.error, "duration_s": burnin.duration_s, "wrong": wrong,
-                "sizes": [
-                    {"bytes": s.bytes, "time_us": s.time_us, "algbw_gbps": s.algbw_gbps,
-                     "busbw_gbps": s.busbw_gbps, "wrong": s.wrong}
-                    for s in burnin.sizes
-                ],
-            }
-            evidence_id = self._insert_evidence(
-                node, "burnin", verdict, json.dumps(detail), received_at, f"result:{seq}"
-            )
-            self._conn.execute(
-                "UPDATE events SET evidence_id = ? WHERE id = ?", (evidence_id, cur.lastrowid)
-            )
-        return StoredItem(
-            node, seq, "result", received_at, verdict, "", evidence_id, result.directive_id,
-            f"directive {result.directive_id} {'ok' if result.ok else 'failed'}",
-        )
-
-    def _insert_evidence(
-        self, node: str, kind: str, verdict: str, detail: str, taken_at: float, source: str
-    ) -> int:
-        cur = self._conn.execute(
-            "INSERT INTO evidence (node, kind, verdict, detail, taken_at, source) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (node, kind, verdict, detail, taken_at, source),
-        )
-        return int(cur.lastrowid or 0)
-
     # ------------------------------------------------------------------ decisions applied
 
     def add_evidence(
@@ -396,7 +218,9 @@ class FleetStore:
     ) -> int:
         """Record evidence produced by the controller itself (e.g. an operator drain)."""
         with self.transaction():
-            return self._insert_evidence(node, kind, verdict, json.dumps(detail), taken_at, source)
+            return insert_evidence(
+                self._conn, node, kind, verdict, json.dumps(detail), taken_at, source
+            )
 
     def record_transition(
         self,
@@ -493,122 +317,3 @@ class FleetStore:
                 (before, limit),
             ).rowcount
         return int(reports) + int(evidence)
-
-    # ------------------------------------------------------------------ reads
-
-    def node(self, name: str) -> NodeRow | None:
-        """One node, or None."""
-        row = self._conn.execute(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE name = ?", (name,)
-        ).fetchone()
-        return None if row is None else _node_row(row)
-
-    def nodes(
-        self, *, state: str = "", sku: str = "", nvlink_domain: str = "",
-        names: Sequence[str] = (),
-    ) -> list[NodeRow]:
-        """Nodes matching every non-empty filter, sorted by name."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (("state", state), ("sku", sku), ("nvlink_domain", nvlink_domain)):
-            if value:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if names:
-            clauses.append(f"name IN ({', '.join('?' * len(names))})")
-            params.extend(names)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._conn.execute(
-            f"SELECT {_NODE_COLUMNS} FROM nodes{where} ORDER BY name", params
-        ).fetchall()
-        return [_node_row(r) for r in rows]
-
-    def states(self, names: Iterable[str]) -> dict[str, str]:
-        """The lifecycle state of each named node that exists."""
-        wanted = list(names)
-        out: dict[str, str] = {}
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            rows = self._conn.execute(
-                f"SELECT name, state FROM nodes WHERE name IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-            out.update({str(n): str(st) for n, st in rows})
-        return out
-
-    def all_states(self) -> dict[str, str]:
-        """The lifecycle state of every node."""
-        return {str(n): str(st) for n, st in self._conn.execute("SELECT name, state FROM nodes")}
-
-    def last_transition_at(
-        self, node: str, to_state: str, from_states: Sequence[str]
-    ) -> float | None:
-        """When `node` last moved into `to_state` from one of `from_states`, or None."""
-        row = self._conn.execute(
-            "SELECT MAX(at) FROM transitions WHERE node = ? AND to_state = ? AND from_state IN "
-            f"({', '.join('?' * len(from_states))})",
-            (node, to_state, *from_states),
-        ).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
-
-    def last_seqs(self) -> dict[str, int]:
-        """The highest stored seq of every node."""
-        return {n: int(s) for n, s in self._conn.execute("SELECT name, last_seq FROM nodes")}
-
-    def evidence(self, evidence_id: int) -> EvidenceRow | None:
-        """One evidence row, or None."""
-        row = self._conn.execute(
-            "SELECT id, node, kind, verdict, detail, taken_at, source FROM evidence WHERE id = ?",
-            (evidence_id,),
-        ).fetchone()
-        return None if row is None else EvidenceRow(
-            row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6]
-        )
-
-    def latest_evidence(self, node: str, kind: str) -> EvidenceRow | None:
-        """The newest evidence of `kind` for `node`, or None."""
-        row = self._conn.execute(
-            "SELECT id FROM evidence WHERE node = ? AND kind = ? ORDER BY taken_at DESC, id DESC "
-            "LIMIT 1",
-            (node, kind),
-        ).fetchone()
-        return None if row is None else self.evidence(int(row[0]))
-
-    def reports(self, node: str, limit: int = 10) -> list[tuple[int, fleet_pb2.Report]]:
-        """The newest `limit` reports of `node` as (seq, Report), newest first."""
-        rows = self._conn.execute(
-            "SELECT seq, report FROM reports WHERE node = ? ORDER BY seq DESC LIMIT ?",
-            (node, limit),
-        ).fetchall()
-        return [(int(seq), fleet_pb2.Report.FromString(blob)) for seq, blob in rows]
-
-    def transitions(self, node: str, limit: int = 50) -> list[TransitionRow]:
-        """The newest `limit` transitions of `node`, oldest first."""
-        rows = self._conn.execute(
-            "SELECT id, node, from_state, to_state, cause, evidence_id, actor, at "
-            "FROM transitions WHERE node = ? ORDER BY id DESC LIMIT ?",
-            (node, limit),
-        ).fetchall()
-        return [TransitionRow(*r) for r in reversed(rows)]
-
-    def events(self, *, node: str = "", since: float = 0.0, limit: int = 100) -> list[EventRow]:
-        """Fleet events newest first, optionally for one node and since a time."""
-        clauses = ["at >= ?"]
-        params: list[Any] = [since]
-        if node:
-            clauses.append("node = ?")
-            params.append(node)
-        rows = self._conn.execute(
-            "SELECT id, node, kind, message, at, detail FROM events WHERE "
-            f"{' AND '.join(clauses)} ORDER BY at DESC, id DESC LIMIT ?",
-            (*params, limit),
-        ).fetchall()
-        return [EventRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
-
-    def audit_log(self, limit: int = 100) -> list[AuditRow]:
-        """The newest `limit` operator actions, newest first."""
-        rows = self._conn.execute(
-            "SELECT id, at, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-        return [AuditRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]

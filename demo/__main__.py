@@ -62,14 +62,14 @@ def one_node() -> None:
 
 
 def burnin(fleet: LocalFleet) -> None:
-    step("3. burn-in: all-reduce on four trays (real gloo ranks), one made 4x slower")
+    step("3. burn-in: all-reduce on four trays one at a time (gloo ranks), one made 4x slower")
     probe = fleet.gpufleet("burnin", "--help")
     if probe.returncode != 0:
         console.print("[yellow]this build has no burn-in orchestration; skipping[/]")
         return
     nodes = ["gb300-d0-t00", "gb300-d0-t01", "gb300-d1-t00", "gb300-d1-t01"]
     cli(fleet, "burnin", *nodes, "--sizes", "1M,4M", "--ranks-per-node", "2",
-        "--option", "gb300-d1-t01:slowdown=4", "--no-progress")
+        "--option", "gb300-d1-t01:slowdown=4", "--max-parallel", "1", "--no-progress")
 
 
 def run_story(fleet: LocalFleet) -> None:

@@ -8,12 +8,12 @@ heartbeat check. Everything here runs on the event loop; SQLite work runs on the
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import grpc
@@ -28,25 +28,20 @@ from controller.store import (
     Inbound,
     NodeRow,
     Registration,
-    StaleState,
-    StoreError,
     TransitionRow,
 )
 from controller.store.codec import identity_from_hello
 from protos.gpufleet.v1 import fleet_pb2
 
-from .decisions import command_move, moves_for_lost_heartbeats
 from .directives import DirectiveHub, DirectiveOutcome, NotConnected
 from .ingest import Committed, IngestPipeline
+from .jobs import UnknownNode, command_job, heartbeat_job, register_job
+from .periodic import Periodic
 from .store_worker import StoreWorker
 from .streams import DirectiveBacklog, StreamRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class UnknownNode(LookupError):
-    """No node of that name is registered."""
 
 
 @dataclass(frozen=True)
@@ -98,8 +93,7 @@ class FleetService:
         self._unreachable_nodes: set[str] = set()  # whose stored state is unreachable
         self._listeners: list[Callable[[Delivered], None]] = []
         self._transition_listeners: list[Callable[[TransitionRow], None]] = []
-        self._heartbeat_task: asyncio.Task[None] | None = None
-        self._prune_task: asyncio.Task[None] | None = None
+        self._upkeep = Periodic()
         self._kind_counters: dict[str, Counter_] = {}
         self.pipeline = IngestPipeline(
             writer, clock, on_commit=self._on_commit, on_failure=self._on_failure,
@@ -135,20 +129,13 @@ class FleetService:
             n for n, s in self._states.items() if s is NodeState.UNREACHABLE}
         self._lost = set(self._unreachable_nodes)
         self.pipeline.start()
-        loop = asyncio.get_running_loop()
-        if self.settings.heartbeat_check_s > 0:
-            self._heartbeat_task = loop.create_task(self._heartbeat_loop(), name="heartbeat")
-        if self.settings.report_retention_s > 0 and self.settings.prune_interval_s > 0:
-            self._prune_task = loop.create_task(self._prune_loop(), name="prune")
+        self._upkeep.every(self.settings.heartbeat_check_s, self.check_heartbeats, "heartbeat")
+        if self.settings.report_retention_s > 0:
+            self._upkeep.every(self.settings.prune_interval_s, self.prune, "prune")
 
     async def stop(self) -> None:
         """Stop the heartbeat, commit what is queued, close the store threads."""
-        for task in (self._heartbeat_task, self._prune_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._heartbeat_task = self._prune_task = None
+        await self._upkeep.stop()
         await self.pipeline.close()
         self._reader.close()
         self._writer.close()
@@ -192,20 +179,8 @@ class FleetService:
     async def register(self, node: str, hello: fleet_pb2.Hello) -> Registration:
         """Store a node's Hello and apply the `registered` lifecycle event."""
         identity = identity_from_hello(node, hello)
-        now = self.clock.time()
-
-        def work(store: FleetStore) -> tuple[Registration, TransitionRow | None]:
-            with store.transaction():
-                registration = store.register_node(identity, now)
-                move = command_move(node, NodeState(registration.state), NodeEvent.REGISTERED,
-                                    "agent said hello")
-                row = None
-                if move is not None:
-                    row = store.record_transition(node, move.from_state, move.to_state,
-                                                  cause=move.cause, actor="controller", at=now)
-                return registration, row
-
-        registration, row = await self._writer.call(work)
+        registration, row = await self._writer.call(
+            partial(register_job, identity=identity, now=self.clock.time()))
         self._states.setdefault(node, NodeState(registration.state))
         if row is not None:
             self._notify_transition(row)
@@ -318,23 +293,9 @@ class FleetService:
         Raises UnknownNode, or IllegalTransition when the node's state does not allow it.
         With `audit`, the action is written to the audit log in the same transaction.
         """
-        at = self.clock.time()
-
-        def work(store: FleetStore) -> TransitionRow | None:
-            with store.transaction():
-                row = store.node(node)
-                if row is None:
-                    raise UnknownNode(node)
-                move = command_move(node, NodeState(row.state), event, cause, evidence_id)
-                if audit is not None:
-                    store.audit(actor, event.value, node, at, audit)
-                if move is None:
-                    return None
-                return store.record_transition(node, move.from_state, move.to_state,
-                                               cause=cause, actor=actor, at=at,
-                                               evidence_id=evidence_id)
-
-        row = await self._writer.call(work)
+        row = await self._writer.call(partial(
+            command_job, node=node, event=event, cause=cause, actor=actor,
+            at=self.clock.time(), evidence_id=evidence_id, audit=audit))
         if row is not None:
             self._notify_transition(row)
         return row
@@ -371,32 +332,12 @@ class FleetService:
         stale = stale_nodes(watched, self.clock.time(), timeout)
         if not stale:
             return []
-        at = self.clock.time()
-
-        def work(store: FleetStore) -> list[TransitionRow]:
-            rows: list[TransitionRow] = []
-            with store.transaction():
-                states = {n: NodeState(s) for n, s in store.states(stale).items()}
-                for move in moves_for_lost_heartbeats(states, stale, timeout):
-                    with contextlib.suppress(StaleState):
-                        rows.append(store.record_transition(
-                            move.node, move.from_state, move.to_state, cause=move.cause,
-                            actor="controller", at=at))
-            return rows
-
-        rows = await self._writer.call(work)
+        rows = await self._writer.call(partial(
+            heartbeat_job, stale=stale, timeout_s=timeout, at=self.clock.time()))
         self._lost.update(stale)
         for row in rows:
             self._notify_transition(row)
         return rows
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_check_s)
-            try:
-                await self.check_heartbeats()
-            except (StoreError, OSError):
-                log.exception("heartbeat check failed")
 
     # ------------------------------------------------------------------ retention
 
@@ -410,17 +351,9 @@ class FleetService:
             total += deleted
             if not deleted:
                 break
+        if total:
+            log.info("pruned %d report/evidence rows past retention", total)
         return total
-
-    async def _prune_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.prune_interval_s)
-            try:
-                deleted = await self.prune()
-                if deleted:
-                    log.info("pruned %d report/evidence rows past retention", deleted)
-            except (StoreError, OSError):
-                log.exception("pruning failed")
 
     # ------------------------------------------------------------------ reads
 

@@ -269,10 +269,12 @@ class Supervisor:
         record.log(now, "failure", f"root cause: {record.reason}"
                    + (f" (evidence {root.evidence_id})" if root.evidence_id else "")
                    + f"; detected {now - root.at:.2f} s after the fault", root.node)
-        stopped = await self._stop_ranks(record)
         record.log(self.service.clock.time(), "stop",
-                   f"stop sent to {stopped} node(s) {self.service.clock.time() - now:.2f} s "
-                   "after detection")
+                   f"stopping every rank on {len(record.nodes)} node(s)")
+        stopped = await self._stop_ranks(record)
+        record.log(self.service.clock.time(), "stopped",
+                   f"{stopped} of {len(record.nodes)} node(s) confirmed their ranks stopped "
+                   f"{self.service.clock.time() - now:.2f} s after detection")
         for failure in d.take_out:
             if failure.kind is FailureKind.RANK_HANG:
                 await self._event(failure.node, NodeEvent.REPORT_CRITICAL,

@@ -208,6 +208,24 @@ def result_message(
     )
 
 
+def result_from_evidence(evidence_id: int, verdict: str,
+                         detail: Mapping[str, Any]) -> fleet_pb2.BurninNodeResult:
+    """Stored judged "burnin" evidence back as a BurninNodeResult (e.g. for `node show`)."""
+    sizes = [fleet_pb2.BurnInSize(**{k: row[k] for k in ("bytes", "time_us", "algbw_gbps",
+                                                           "busbw_gbps", "wrong") if k in row})
+             for row in detail.get("sizes", []) if isinstance(row, dict)]
+    return fleet_pb2.BurninNodeResult(
+        node=str(detail.get("group", "")), members=[str(m) for m in detail.get("members", [])],
+        passed=bool(detail.get("passed", verdict == "ok")),
+        severity=_SEVERITY.get(verdict, fleet_pb2.SEVERITY_UNKNOWN),
+        check=str(detail.get("check", "burnin")), message=str(detail.get("message", "")),
+        busbw_gbps=float(detail.get("busbw_gbps") or 0.0),
+        cohort_median_gbps=float(detail.get("cohort_median_gbps") or 0.0),
+        threshold_gbps=float(detail.get("threshold_gbps") or 0.0), sizes=sizes,
+        evidence_id=str(evidence_id), backend=str(detail.get("backend", "")),
+        duration_s=float(detail.get("duration_s") or 0.0))
+
+
 def skipped_message(node: str, reason: str) -> fleet_pb2.BurninNodeResult:
     """A requested node that was not burned in."""
     return fleet_pb2.BurninNodeResult(

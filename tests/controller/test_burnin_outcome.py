@@ -12,6 +12,7 @@ from controller.burnin.outcome import (
     judged_busbw,
     measure_group,
     no_answer,
+    result_from_evidence,
     result_message,
 )
 from controller.fleet.gate import gate
@@ -164,3 +165,15 @@ def test_a_group_verdict_names_the_group_and_the_wire_result_carries_the_numbers
     wire = result_message(judgement, group, measure, "7,8")
     assert (wire.node, list(wire.members), wire.passed) == ("domain:d0", ["n1", "n2"], False)
     assert wire.severity == fleet_pb2.SEVERITY_CRITICAL and wire.evidence_id == "7,8"
+
+
+def test_stored_evidence_reads_back_as_the_wire_result() -> None:
+    group = single("n1")
+    measure = measure_group(group, {"n1": answer_from("n1", True, "", directive_result(burnin(2.0)))})
+    (judgement,) = judge_groups([group], {"n1": measure}, NODES).values()
+    detail = evidence_detail(judgement, group, measure, "b-1")
+    assert result_from_evidence(9, judgement.severity, detail) == result_message(
+        judgement, group, measure, "9")
+    agents_own = result_from_evidence(3, "critical", {"error": "timed out", "sizes": []})
+    assert (agents_own.passed, agents_own.check, agents_own.severity) == (
+        False, "burnin", fleet_pb2.SEVERITY_CRITICAL)

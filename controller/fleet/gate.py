@@ -76,7 +76,9 @@ def _latest(evidence: Iterable[Evidence], policy: GatePolicy) -> dict[str, Evide
         if item.kind not in policy.ttl_s:
             continue
         best = latest.get(item.kind)
-        if best is None or (item.taken_at, item.id) > (best.taken_at, best.id):
+        # ties (same time and id) are broken on content, so input order never matters
+        if best is None or (item.taken_at, item.id, repr(item)) > (
+                best.taken_at, best.id, repr(best)):
             latest[item.kind] = item
     return latest
 

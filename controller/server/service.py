@@ -88,6 +88,7 @@ class FleetService:
         self.streams = StreamRegistry()
         self.directives = DirectiveHub(clock)
         self._states: dict[str, NodeState] = {}
+        self._reasons: dict[str, str] = {}
         self._last_seen: dict[str, float] = {}
         self._lost: set[str] = set()  # declared lost by the heartbeat check, not heard since
         self._unreachable_nodes: set[str] = set()  # whose stored state is unreachable
@@ -121,9 +122,10 @@ class FleetService:
         Every known node gets a full heartbeat timeout from now to reconnect, so a controller
         restart does not mark the fleet unreachable.
         """
-        states = await self._reader.call(FleetStore.all_states)
+        states = await self._reader.call(FleetStore.state_reasons)
         now = self.clock.time()
-        self._states = {name: NodeState(state) for name, state in states.items()}
+        self._states = {name: NodeState(state) for name, (state, _) in states.items()}
+        self._reasons = {name: reason for name, (_, reason) in states.items()}
         self._last_seen = dict.fromkeys(self._states, now)
         self._unreachable_nodes = {
             n for n, s in self._states.items() if s is NodeState.UNREACHABLE}
@@ -159,6 +161,7 @@ class FleetService:
 
     def _notify_transition(self, row: TransitionRow) -> None:
         self._states[row.node] = NodeState(row.to_state)
+        self._reasons[row.node] = row.cause
         if row.to_state == NodeState.UNREACHABLE:
             self._unreachable_nodes.add(row.node)
         else:
@@ -375,6 +378,15 @@ class FleetService:
     def state_of(self, node: str) -> NodeState | None:
         """The cached lifecycle state of `node`."""
         return self._states.get(node)
+
+    def state_reasons(self) -> Mapping[str, tuple[str, str]]:
+        """Every node's cached (state, reason recorded with it), for scrape-time metrics."""
+        return {n: (s.value, self._reasons.get(n, "")) for n, s in self._states.items()}
+
+    def heartbeat_ages(self) -> Mapping[str, float]:
+        """Seconds since each node was last heard from (restarts count from start-up)."""
+        now = self.clock.time()
+        return {n: max(0.0, now - seen) for n, seen in self._last_seen.items()}
 
     def state_counts(self) -> Mapping[str, int]:
         """Nodes per lifecycle state (every state listed)."""

@@ -93,6 +93,11 @@ class StoreReads:
         """The lifecycle state of every node."""
         return {str(n): str(st) for n, st in self._conn.execute("SELECT name, state FROM nodes")}
 
+    def state_reasons(self) -> dict[str, tuple[str, str]]:
+        """Every node's (state, reason recorded with it)."""
+        rows = self._conn.execute("SELECT name, state, state_reason FROM nodes")
+        return {str(n): (str(st), str(why)) for n, st, why in rows}
+
     def last_transition_at(
         self, node: str, to_state: str, from_states: Sequence[str]
     ) -> float | None:

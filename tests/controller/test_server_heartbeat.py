@@ -147,3 +147,22 @@ async def test_prune_removes_reports_past_retention(db_path: Path) -> None:
     finally:
         await channel.close()
         await controller.stop(grace_s=0)
+
+
+async def test_state_reasons_and_heartbeat_ages_for_scrape_time_metrics(db_path: Path) -> None:
+    clock = FakeClock()
+    controller = await start_controller(settings(db_path), clock)
+    channel = grpc.aio.insecure_channel(controller.address)
+    try:
+        service = controller.service
+        assert service is not None
+        agent = RawAgent(channel)
+        await agent.hello("node-a")
+        await service.drain("node-a", "fan", "operator:alice")
+        clock.advance(7)
+        assert service.state_reasons() == {"node-a": ("drained", "drained by operator:alice: fan")}
+        assert service.heartbeat_ages() == {"node-a": 7.0}
+        await agent.close()
+    finally:
+        await channel.close()
+        await controller.stop(grace_s=0)

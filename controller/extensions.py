@@ -1,10 +1,17 @@
 """Composition of the controller's services beyond the fleet itself (run supervision, burn-in
-orchestration) into the admin API's extensions; the one place that wires them."""
+orchestration) into the admin API's extensions; the one place that wires them, and their
+metrics: the supervisor's runs and the latest judged burn-ins are bound to the controller's
+/metrics here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 
+from controller.burnin.orchestrator import EVIDENCE_KIND
+from controller.metrics_burnin import LatestBurnins
 from controller.server.admin import AdminExtensions
 from controller.server.burnin_admin import BurninServicer
 from controller.server.preflight import PreflightSettings
@@ -12,16 +19,42 @@ from controller.server.run_rpcs import SupervisorRpcs
 from controller.server.service import FleetService
 from controller.supervisor.supervisor import Supervisor, SupervisorSettings
 
+log = logging.getLogger(__name__)
+
 
 def build_extensions(preflight: PreflightSettings, *, rendezvous_host: str | None = None,
                      run_workdir: str = "") -> Callable[[FleetService], AdminExtensions]:
-    """A factory the Controller calls with its FleetService once it has started."""
+    """A factory the Controller calls with its FleetService once it has started (on its
+    event loop)."""
 
     def extend(service: FleetService) -> AdminExtensions:
         supervisor = Supervisor(service, preflight, SupervisorSettings(
             rendezvous_host=rendezvous_host, workdir=run_workdir))
+        burnins = LatestBurnins()
+        service.metrics.bind_runs(lambda: supervisor.runs, service.clock.time)
+        service.metrics.bind_burnins(burnins.snapshot)
+        loading = asyncio.get_running_loop().create_task(
+            load_burnins(burnins, service), name="burnin-metrics-load")
+
+        async def stop() -> None:
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+            await supervisor.close()
+
         return AdminExtensions(
-            runs=SupervisorRpcs(supervisor), stop=supervisor.close,
-            burnin=BurninServicer(service, preflight, rendezvous_host=rendezvous_host))
+            runs=SupervisorRpcs(supervisor), stop=stop,
+            burnin=BurninServicer(service, preflight, rendezvous_host=rendezvous_host,
+                                  on_judged=burnins.record_evidence))
 
     return extend
+
+
+async def load_burnins(latest: LatestBurnins, service: FleetService) -> None:
+    """Export the burn-ins stored before this controller started (errors only logged)."""
+    try:
+        count = await latest.load(service.read, EVIDENCE_KIND)
+    except Exception:
+        log.exception("could not read the stored burn-ins for the metrics")
+    else:
+        log.info("burn-in metrics: %d node(s) with a judged burn-in on record", count)

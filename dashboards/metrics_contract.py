@@ -218,44 +218,54 @@ CONTROLLER_METRICS: tuple[MetricDef, ...] = (
     MetricDef("gpufleet_ingest_rejected_total", _CNT, ("code",),
               "Agent streams ended for a protocol violation, by gRPC status.", _C),
     MetricDef("gpufleet_ingest_batch_messages", _H, (), "Messages per committed store batch.", _C),
-    # Proposed: per-node state with its recorded reason (the store's state_reason, truncated
-    # to 200 characters; empty when none), one series per node, value 1.
+    # Per-node state with its recorded reason (the cause of the node's latest transition,
+    # truncated to 200 characters; empty when none), one series per node, value 1.
     MetricDef("gpufleet_node_state_info", _G, ("node", "state", "reason"),
-              "Each node's lifecycle state and the reason recorded with it (value 1).", _C, _P),
-    # Proposed: seconds since the controller last heard from the node (any message).
+              "Each node's lifecycle state and the reason recorded with it (value 1).", _C),
+    # Seconds since the controller last heard from the node (any message; a node not heard
+    # from since the controller started counts from its start). Retired nodes are left out.
     MetricDef("gpufleet_node_heartbeat_age_seconds", _G, ("node",),
-              "Seconds since the controller last heard from the node's agent.", _C, _P),
+              "Seconds since the controller last heard from the node's agent.", _C),
 )  # fmt: skip
 
 SUPERVISOR_METRICS: tuple[MetricDef, ...] = (
-    # All proposed; `run` is the run id. Export a run's series from its start (counters at 0,
-    # so increase() sees the first restart) until a while after it ends.
-    MetricDef("gpufleet_run_step", _G, ("run",), "Latest completed training step.", _S, _P),
+    # `run` is the run id. A run's series are exported from its start (counters at 0, so
+    # increase() sees the first restart) until an hour after it ends.
+    MetricDef("gpufleet_run_step", _G, ("run",), "Latest completed training step.", _S),
     MetricDef("gpufleet_run_step_duration_seconds", _H, ("run",),
-              "Wall time of each completed step (rank 0's report). Suggested buckets: "
-              "0.05 0.1 0.25 0.5 1 2 4 8 15 30 60 120.", _S, _P),
+              "Wall time of each completed step (rank 0's report). Buckets: "
+              "0.05 0.1 0.25 0.5 1 2 4 8 15 30 60 120.", _S),
     MetricDef("gpufleet_run_restarts_total", _CNT, ("run",),
-              "Restarts of the run from a checkpoint (every rank relaunched).", _S, _P),
-    MetricDef("gpufleet_run_time_seconds_total", _CNT, ("run", "kind"),
-              "Wall time of the run by the goodput ledger's kind: productive, recomputed, "
-              "detection, restart, other.", _S, _P),
+              "Restarts of the run from a checkpoint (every rank relaunched).", _S),
+    # A gauge, not a counter: the ledger re-splits the run's wall time as the run goes on. A
+    # step executed again after a rollback moves its earlier execution's seconds from
+    # "productive" to "recomputed" (productive falls when the re-execution is faster);
+    # "restart" counts up to now until the first resumed step, then drops back to that step's
+    # start; "other" is the remainder and shrinks each time a step lands. Only recomputed and
+    # detection never shrink, and a counter of those two alone could not show where the wall
+    # time goes. Read the split directly, or delta() it over a window.
+    MetricDef("gpufleet_run_time_seconds", _G, ("run", "kind"),
+              "Wall time of the run so far by the goodput ledger's kind: productive, "
+              "recomputed, detection, restart, other (the kinds sum to the wall time).", _S),
     MetricDef("gpufleet_run_goodput_ratio", _G, ("run",),
-              "Productive share of the run's wall time so far (ledger goodput, 0..1).", _S, _P),
+              "Productive share of the run's wall time so far (ledger goodput, 0..1).", _S),
     MetricDef("gpufleet_run_step_energy_joules", _G, ("run",),
               "GPU energy per productive step, over the run's GPUs (ledger joules_per_step).",
-              _S, _P),
+              _S),
 )  # fmt: skip
 
 BURNIN_METRICS: tuple[MetricDef, ...] = (
-    # All proposed; `cohort` is the judge's CohortKey as "sku/driver/nccl/world_size".
+    # Each node's latest judged burn-in (a multi-node group's result supersedes the node's
+    # single-node one). `cohort` is the judge's CohortKey as "sku/driver/nccl/world_size".
+    # A burn-in that did not complete measured nothing: it has a timestamp, but no busbw or
+    # outlier series.
     MetricDef("gpufleet_burnin_busbw_bytes_per_second", _G, ("node", "cohort"),
-              "All-reduce bus bandwidth of the node's latest burn-in at its largest size.",
-              _B, _P),
+              "All-reduce bus bandwidth of the node's latest burn-in at its largest size.", _B),
     MetricDef("gpufleet_burnin_outlier", _G, ("node", "cohort"),
               "1 when the judge flagged the node's latest burn-in (below the SKU floor or "
-              "below its cohort's median - k*MAD), else 0.", _B, _P),
+              "below its cohort's median - k*MAD), else 0.", _B),
     MetricDef("gpufleet_burnin_timestamp_seconds", _G, ("node",),
-              "When the node's latest burn-in finished (evidence age = time() - this).", _B, _P),
+              "When the node's latest burn-in finished (evidence age = time() - this).", _B),
 )  # fmt: skip
 
 CONTRACT: tuple[MetricDef, ...] = (

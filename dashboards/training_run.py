@@ -1,6 +1,5 @@
 """Training run: progress, step time, restarts, where the lost time went, goodput, energy per
-step. Every series here comes from the supervisor (see the contract: proposed until the
-supervisor exports them)."""
+step. Every series here comes from the supervisor, served on the controller's /metrics."""
 
 from __future__ import annotations
 
@@ -82,25 +81,26 @@ def _steps(b: Board) -> None:
 
 def _lost_time(b: Board) -> None:
     b.row("Goodput and lost time")
-    time_total = f"gpufleet_run_time_seconds_total{{{_RUN}}}"
-    productive = f'gpufleet_run_time_seconds_total{{{_RUN}, kind="productive"}}'
+    # a gauge: the ledger re-splits the wall time as the run goes on (see the contract)
+    time_by_kind = f"gpufleet_run_time_seconds{{{_RUN}}}"
+    productive = f'gpufleet_run_time_seconds{{{_RUN}, kind="productive"}}'
     b.add(timeseries_panel(
         "Where the wall time goes",
-        "Share of wall time by kind: productive, recomputed (steps redone after a rollback), "
-        "detection (fault to noticed), restart (noticed to resumed), other.",
-        [Q(f"sum by (run, kind) (rate({time_total}[{RATE}])) / ignoring(kind) group_left "
-           f"sum by (run) (rate({time_total}[{RATE}]))", "{{run}} {{kind}}")],
+        "Share of the run's wall time so far by kind: productive, recomputed (steps redone "
+        "after a rollback), detection (fault to noticed), restart (noticed to resumed), other.",
+        [Q(f"sum by (run, kind) ({time_by_kind}) / ignoring(kind) group_left "
+           f"sum by (run) ({time_by_kind})", "{{run}} {{kind}}")],
         "percentunit", stacked=True, min_value=0, max_value=1,
     ), 12)  # fmt: skip
     b.add(timeseries_panel(
         "Lost time (cumulative)", "Seconds of wall time that did not produce a surviving step.",
-        [Q(f'sum by (run, kind) (gpufleet_run_time_seconds_total{{{_RUN}, kind=~"{LOST_KINDS}"}})',
+        [Q(f'sum by (run, kind) (gpufleet_run_time_seconds{{{_RUN}, kind=~"{LOST_KINDS}"}})',
            "{{run}} {{kind}}")], "s", stacked=True, min_value=0,
     ), 12)  # fmt: skip
     b.add(timeseries_panel(
         "Goodput", "Over the whole run (ledger), and over the last hour.",
         [Q(f"gpufleet_run_goodput_ratio{{{_RUN}}}", "{{run}} run"),
-         Q(f"sum by (run) (rate({productive}[1h])) / sum by (run) (rate({time_total}[1h]))",
+         Q(f"sum by (run) (delta({productive}[1h])) / sum by (run) (delta({time_by_kind}[1h]))",
            "{{run}} last hour")],
         "percentunit", min_value=0, max_value=1,
     ), 24)  # fmt: skip

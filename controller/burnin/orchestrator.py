@@ -30,11 +30,12 @@ from controller.burnin.groups import (
     domain_plan,
     single_node_plan,
 )
-from controller.burnin.judge import DEFAULT_TARGETS, BurnInJudgement, BurnInTarget
+from controller.burnin.judge import DEFAULT_TARGETS, BurnInJudgement, BurnInTarget, CohortKey
 from controller.burnin.outcome import (
     GroupMeasure,
     MemberAnswer,
     answer_from,
+    cohort_key,
     evidence_detail,
     judge_groups,
     measure_group,
@@ -52,6 +53,8 @@ from protos.gpufleet.v1 import fleet_pb2
 
 T = TypeVar("T")
 EVIDENCE_KIND = "burnin"
+#: Told the (node, verdict, detail) records just stored as judged evidence, and when.
+JudgedSink = Callable[[Sequence[tuple[str, str, dict[str, Any]]], float], None]
 
 
 class BurninHost(Protocol):
@@ -107,14 +110,25 @@ def progress(total: int, done: int, phase: str, node: str = "") -> fleet_pb2.Bur
         total=total, done=done, retesting=total - done, phase=phase, node=node))
 
 
+def cohort_label(key: CohortKey) -> str:
+    """A cohort as one string, "sku/driver/nccl/world_size" (the metrics' `cohort` label)."""
+    return f"{key.sku}/{key.driver}/{key.nccl}/{key.world_size}"
+
+
 def evidence_records(
     groups: Sequence[Group], judged: Mapping[str, BurnInJudgement],
     measures: Mapping[str, GroupMeasure], burnin_id: str,
+    nodes: Mapping[str, Candidate] | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
-    """(node, verdict, detail) of the evidence to store: one per member of each group."""
-    return [(node, judged[g.label].severity,
-             evidence_detail(judged[g.label], g, measures[g.label], burnin_id))
-            for g in groups for node in g.nodes]
+    """(node, verdict, detail) of the evidence to store: one per member of each group; with
+    `nodes`, each detail also names the group's cohort."""
+    out = []
+    for g in groups:
+        detail = evidence_detail(judged[g.label], g, measures[g.label], burnin_id)
+        if nodes is not None:
+            detail["cohort"] = cohort_label(cohort_key(g, measures[g.label], nodes))
+        out += [(node, judged[g.label].severity, dict(detail)) for node in g.nodes]
+    return out
 
 
 def store_judged(store: FleetStore, records: Sequence[tuple[str, str, dict[str, Any]]],
@@ -192,11 +206,14 @@ async def _run_pass(
 async def _judge_and_store(
     host: BurninHost, plan: Plan, measures: Mapping[str, GroupMeasure],
     nodes: Mapping[str, Candidate], targets: Mapping[str, BurnInTarget], burnin_id: str,
+    on_judged: JudgedSink | None = None,
 ) -> tuple[dict[str, BurnInJudgement], dict[str, int]]:
     judged = judge_groups(plan.groups, measures, nodes, targets)
-    records = evidence_records(plan.groups, judged, measures, burnin_id)
+    records = evidence_records(plan.groups, judged, measures, burnin_id, nodes)
     at = host.clock.time()
     ids = await host.write(lambda store: store_judged(store, records, at, f"burnin:{burnin_id}"))
+    if on_judged is not None:
+        on_judged(records, at)
     return judged, ids
 
 
@@ -209,9 +226,10 @@ def _requested(store: FleetStore, names: Sequence[str] | None) -> dict[str, Node
 async def run_burnin(
     host: BurninHost, params: BurninParams, *,
     targets: Mapping[str, BurnInTarget] = DEFAULT_TARGETS, burnin_id: str = "",
+    on_judged: JudgedSink | None = None,
 ) -> AsyncIterator[fleet_pb2.BurninUpdate]:
     """Burn in the requested nodes (and, with multi_node, their NVLink domains); yield
-    progress, then the BurninReport."""
+    progress, then the BurninReport. `on_judged` is told each pass's stored evidence."""
     burnin_id = burnin_id or f"b-{uuid.uuid4().hex[:12]}"
     names = None if params.all_nodes else list(params.nodes)
     rows = await host.read(lambda store: _requested(store, names))
@@ -225,7 +243,8 @@ async def run_burnin(
     async for update in _run_pass(host, single.groups, params, burnin_id, "single-node",
                                   measures):
         yield update
-    judged, ids = await _judge_and_store(host, single, measures, nodes, targets, burnin_id)
+    judged, ids = await _judge_and_store(host, single, measures, nodes, targets, burnin_id,
+                                         on_judged)
     for g in single.groups:
         results[g.label] = result_message(judged[g.label], g, measures[g.label],
                                           str(ids[g.master]))
@@ -244,7 +263,7 @@ async def run_burnin(
                                       group_measures):
             yield update
         group_judged, group_ids = await _judge_and_store(
-            host, multi, group_measures, nodes, targets, burnin_id)
+            host, multi, group_measures, nodes, targets, burnin_id, on_judged)
         report.groups.extend(
             result_message(group_judged[g.label], g, group_measures[g.label],
                            ",".join(str(group_ids[n]) for n in g.nodes))

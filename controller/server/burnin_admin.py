@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import grpc
 
 from controller.burnin.judge import DEFAULT_TARGETS, BurnInTarget
-from controller.burnin.orchestrator import run_burnin
+from controller.burnin.orchestrator import JudgedSink, run_burnin
 from controller.burnin.params import BurninDefaults, BurninRequestError, params_from_request
 from controller.clock import Clock
 from controller.store import FleetStore
@@ -78,18 +78,21 @@ class BurninServicer:
 
     Wire it with `Controller(settings, extend=lambda service: AdminExtensions(
     burnin=BurninServicer(service, settings.preflight)))`. `rendezvous_host` is the
-    controller's configured rendezvous address for multi-node groups (as for runs).
+    controller's configured rendezvous address for multi-node groups (as for runs);
+    `on_judged` is told every judged result stored (the burn-in metrics).
     """
 
     def __init__(
         self, service: FleetService, settings: PreflightSettings | None = None, *,
         rendezvous_host: str | None = None, defaults: BurninDefaults | None = None,
         targets: Mapping[str, BurnInTarget] = DEFAULT_TARGETS,
+        on_judged: JudgedSink | None = None,
     ) -> None:
         self._host = ServiceHost(service)
         self._defaults = defaults or defaults_from(settings or PreflightSettings(),
                                                    rendezvous_host)
         self._targets = targets
+        self._on_judged = on_judged
 
     async def Burnin(
         self, request: fleet_pb2.BurninRequest, context: Context
@@ -101,5 +104,6 @@ class BurninServicer:
             await context.abort(err.code, err.message)
         except BurninRequestError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        async for update in run_burnin(self._host, params, targets=self._targets):
+        async for update in run_burnin(self._host, params, targets=self._targets,
+                                       on_judged=self._on_judged):
             yield update

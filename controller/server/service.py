@@ -102,6 +102,7 @@ class FleetService:
             max_batch=settings.max_batch, linger_s=settings.batch_linger_s,
         )
         metrics.bind_node_states(self.state_counts)
+        metrics.bind_node_details(self.state_reasons, self.heartbeat_ages)
         metrics.bind_queue_depth(self.pipeline.depth)
 
     @classmethod

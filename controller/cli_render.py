@@ -182,7 +182,31 @@ def node_detail_json(detail: pb.NodeDetail) -> JsonDict:
             for r in detail.rails
         ],
         "history": [transition_json(t) for t in detail.history],
+        "burnin": burnin_json(detail) if detail.burnin_at else None,
     }
+
+
+def burnin_json(detail: pb.NodeDetail) -> JsonDict:
+    """The node's latest burn-in, as `node show --json` gives it."""
+    b = detail.burnin
+    return {
+        "at": detail.burnin_at, "passed": b.passed, "severity": severity_name(b.severity),
+        "check": b.check, "message": b.message, "busbw_gbps": b.busbw_gbps,
+        "cohort_median_gbps": b.cohort_median_gbps or None, "evidence_id": b.evidence_id,
+        "sizes": [{"bytes": s.bytes, "busbw_gbps": s.busbw_gbps, "wrong": s.wrong}
+                  for s in b.sizes],
+    }
+
+
+def burnin_line(detail: pb.NodeDetail, now: float) -> str:
+    """One line for `node show`: the latest burn-in's result and age."""
+    if not detail.burnin_at:
+        return "none on record"
+    b = detail.burnin
+    median = f", cohort median {b.cohort_median_gbps:.3g}" if b.cohort_median_gbps else ""
+    verdict = "passed" if b.passed else f"FAILED ({b.check})"
+    return (f"{verdict}: busbw {b.busbw_gbps:.3g} GB/s{median}, "
+            f"{_since(detail.burnin_at, now)} ago")
 
 
 def node_detail_view(detail: pb.NodeDetail, now: float) -> RenderableType:
@@ -199,6 +223,7 @@ def node_detail_view(detail: pb.NodeDetail, now: float) -> RenderableType:
         ("sku", f"{v.sku} ({v.gpus} GPUs), driver {v.driver_version or '-'}"),
         ("placement", f"rack {v.rack or '-'}, nvlink domain {v.nvlink_domain or '-'}"),
         ("seen", f"{_since(v.last_seen, now)} ago, {'connected' if v.connected else 'offline'}"),
+        ("burn-in", burnin_line(detail, now)),
     ):
         summary.add_row(key, value)
 

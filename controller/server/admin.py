@@ -8,6 +8,7 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
+from controller.burnin.outcome import result_from_evidence
 from controller.fleet.lifecycle import IllegalTransition, NodeState
 from controller.store import FleetStore, NodeRow
 from controller.store.codec import dict_to_finding, dict_to_gpu_info, dict_to_rail
@@ -120,12 +121,13 @@ class FleetAdminServicer(fleet_pb2_grpc.FleetAdminServicer):
         except (WireError, UnknownNode) as err:
             await self._fail(context, err)
 
-        def details(store: FleetStore) -> tuple[Any, Any]:
+        def details(store: FleetStore) -> tuple[Any, Any, Any]:
             evidence = (store.evidence(row.health_evidence_id)
                         if row.health_evidence_id is not None else None)
-            return evidence, store.transitions(row.name, limit)
+            return (evidence, store.transitions(row.name, limit),
+                    store.latest_evidence(row.name, "burnin"))
 
-        evidence, history = await self._service.read(details)
+        evidence, history, burnin = await self._service.read(details)
         detail = fleet_pb2.NodeDetail(node=self.view(row))
         if evidence is not None:
             detail.findings.extend(dict_to_finding(f) for f in evidence.detail.get("findings", []))
@@ -136,6 +138,10 @@ class FleetAdminServicer(fleet_pb2_grpc.FleetAdminServicer):
                                evidence_id="" if t.evidence_id is None else str(t.evidence_id))
         detail.gpus.extend(dict_to_gpu_info(g) for g in row.gpus)
         detail.rails.extend(dict_to_rail(r) for r in row.rails)
+        if burnin is not None:
+            detail.burnin.CopyFrom(result_from_evidence(burnin.id, burnin.verdict, burnin.detail))
+            detail.burnin.node = row.name
+            detail.burnin_at = burnin.taken_at
         return detail
 
     async def _drain(self, request: fleet_pb2.DrainRequest, context: Context,

@@ -219,6 +219,12 @@ def test_a_slow_node_is_an_outlier_and_the_gate_rejects_it_and_admits_its_peers(
     assert 0 <= reason["evidence_age_s"] < 120
     assert reason["evidence_id"] == slow["evidence_id"]
 
+    shown = cli(fleet.address, "node", "show", SLOW, "--json")  # the history carries it too
+    burnin = json.loads(shown.stdout)["burnin"]
+    assert (burnin["passed"], burnin["check"]) == (False, "burnin_outlier")
+    assert burnin["evidence_id"] == slow["evidence_id"]
+    assert "FAILED (burnin_outlier)" in cli(fleet.address, "node", "show", SLOW).stdout
+
 
 def test_a_hung_worker_is_killed_at_its_timeout_and_stored_as_critical(fleet: SimFleet) -> None:
     node = NODES[-1]

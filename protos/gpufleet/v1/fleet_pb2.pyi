@@ -546,20 +546,24 @@ class GetNodeRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., history_limit: _Optional[int] = ...) -> None: ...
 
 class NodeDetail(_message.Message):
-    __slots__ = ("node", "findings", "history", "gpus", "rails", "findings_at")
+    __slots__ = ("node", "findings", "history", "gpus", "rails", "findings_at", "burnin", "burnin_at")
     NODE_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     RAILS_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_AT_FIELD_NUMBER: _ClassVar[int]
+    BURNIN_FIELD_NUMBER: _ClassVar[int]
+    BURNIN_AT_FIELD_NUMBER: _ClassVar[int]
     node: NodeView
     findings: _containers.RepeatedCompositeFieldContainer[Finding]
     history: _containers.RepeatedCompositeFieldContainer[Transition]
     gpus: _containers.RepeatedCompositeFieldContainer[GpuInfo]
     rails: _containers.RepeatedCompositeFieldContainer[NicRail]
     findings_at: float
-    def __init__(self, node: _Optional[_Union[NodeView, _Mapping]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., rails: _Optional[_Iterable[_Union[NicRail, _Mapping]]] = ..., findings_at: _Optional[float] = ...) -> None: ...
+    burnin: BurninNodeResult
+    burnin_at: float
+    def __init__(self, node: _Optional[_Union[NodeView, _Mapping]] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[Transition, _Mapping]]] = ..., gpus: _Optional[_Iterable[_Union[GpuInfo, _Mapping]]] = ..., rails: _Optional[_Iterable[_Union[NicRail, _Mapping]]] = ..., findings_at: _Optional[float] = ..., burnin: _Optional[_Union[BurninNodeResult, _Mapping]] = ..., burnin_at: _Optional[float] = ...) -> None: ...
 
 class DrainRequest(_message.Message):
     __slots__ = ("node", "reason")

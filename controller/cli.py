@@ -67,6 +67,8 @@ _HELP = {
     "gc_full_interval": "seconds between full GC collections while freezing",
     "rendezvous_host": "address ranks use to reach a run's first node (default: its hostname)",
     "run_workdir": "working directory of the training ranks the agents start",
+    "slurm_sync": "mirror node lifecycle into Slurm node states (scontrol; SLURM_CONF from env)",
+    "slurm_sync_interval": "seconds between full Slurm reconcile passes",
 }
 
 
@@ -168,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     extend = build_extensions(settings.preflight, rendezvous_host=cfg.rendezvous_host or None,
-                              run_workdir=cfg.run_workdir)
+                              run_workdir=cfg.run_workdir,
+                              slurm_sync_s=cfg.slurm_sync_interval if cfg.slurm_sync else None)
     return asyncio.run(serve(settings, extend))
 
 

@@ -55,6 +55,8 @@ class ControllerConfig:
     gc_full_interval: float = 1800.0
     rendezvous_host: str = ""
     run_workdir: str = ""
+    slurm_sync: bool = False
+    slurm_sync_interval: float = 30.0
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ControllerConfig))
@@ -179,7 +181,7 @@ def _validate(cfg: ControllerConfig, problems: list[str],
             except (OSError, ValueError) as err:
                 problems.append(f"--operator-token-file: {err}")
     for name in ("report_interval", "heartbeat_timeout", "preflight_max_age",
-                 "preflight_timeout", "burnin_ttl"):
+                 "preflight_timeout", "burnin_ttl", "slurm_sync_interval"):
         value = getattr(cfg, name)
         if not (math.isfinite(value) and value > 0):
             problems.append(f"{flag_name(name)} must be > 0 (got {value})")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Awaitable, Callable
 
 from controller.burnin.orchestrator import EVIDENCE_KIND
 from controller.metrics_burnin import LatestBurnins
@@ -17,15 +18,22 @@ from controller.server.burnin_admin import BurninServicer
 from controller.server.preflight import PreflightSettings
 from controller.server.run_rpcs import SupervisorRpcs
 from controller.server.service import FleetService
+from controller.slurm.commands import SlurmCommands, SubprocessSlurm
+from controller.slurm.loop import SlurmSyncLoop
+from controller.slurm.sync import SlurmNodeSync
 from controller.supervisor.supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger(__name__)
 
 
-def build_extensions(preflight: PreflightSettings, *, rendezvous_host: str | None = None,
-                     run_workdir: str = "") -> Callable[[FleetService], AdminExtensions]:
+def build_extensions(
+    preflight: PreflightSettings, *, rendezvous_host: str | None = None, run_workdir: str = "",
+    slurm_sync_s: float | None = None, slurm: SlurmCommands | None = None,
+) -> Callable[[FleetService], AdminExtensions]:
     """A factory the Controller calls with its FleetService once it has started (on its
-    event loop)."""
+    event loop). `slurm_sync_s`: mirror node lifecycle into Slurm every that many seconds and
+    after every transition; `slurm` replaces the real scontrol/sinfo seam (SLURM_CONF from env).
+    """
 
     def extend(service: FleetService) -> AdminExtensions:
         supervisor = Supervisor(service, preflight, SupervisorSettings(
@@ -36,11 +44,20 @@ def build_extensions(preflight: PreflightSettings, *, rendezvous_host: str | Non
         loading = asyncio.get_running_loop().create_task(
             load_burnins(burnins, service), name="burnin-metrics-load")
 
+        stops: list[Callable[[], Awaitable[None]]] = [supervisor.close]
+        if slurm_sync_s is not None:
+            commands = slurm if slurm is not None else SubprocessSlurm(os.environ)
+            sync_loop = SlurmSyncLoop(service, SlurmNodeSync(commands, service.clock,
+                                                             interval_s=slurm_sync_s))
+            sync_loop.start()
+            stops.append(sync_loop.stop)
+
         async def stop() -> None:
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
-            await supervisor.close()
+            for each in stops:
+                await each()
 
         return AdminExtensions(
             runs=SupervisorRpcs(supervisor), stop=stop,

@@ -382,12 +382,13 @@ class FleetService:
 
     def state_reasons(self) -> Mapping[str, tuple[str, str]]:
         """Every node's cached (state, reason recorded with it), for scrape-time metrics."""
-        return {n: (s.value, self._reasons.get(n, "")) for n, s in self._states.items()}
+        states, reasons = dict(self._states), dict(self._reasons)  # copies: called off-loop
+        return {n: (s.value, reasons.get(n, "")) for n, s in states.items()}
 
     def heartbeat_ages(self) -> Mapping[str, float]:
         """Seconds since each node was last heard from (restarts count from start-up)."""
         now = self.clock.time()
-        return {n: max(0.0, now - seen) for n, seen in self._last_seen.items()}
+        return {n: max(0.0, now - seen) for n, seen in dict(self._last_seen).items()}
 
     def state_counts(self) -> Mapping[str, int]:
         """Nodes per lifecycle state (every state listed)."""

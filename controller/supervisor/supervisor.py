@@ -265,6 +265,10 @@ class Supervisor:
         root = d.root_cause
         record.state = run_transition(record.state, RunEvent.FAILURE)
         record.reason = f"{root.kind.value} on {root.node}: {root.detail}"
+        if record.incidents and record.incidents[-1].resumed_at is None:
+            last = record.incidents[-1]  # the previous restart never reached a step: it ends here
+            record.incidents[-1] = Incident(last.fault_at, last.detected_at,
+                                            max(last.detected_at, root.at))
         record.incidents.append(Incident(root.at, now, None))
         record.log(now, "failure", f"root cause: {record.reason}"
                    + (f" (evidence {root.evidence_id})" if root.evidence_id else "")

@@ -60,3 +60,14 @@ def test_energy_of_a_node_counts_only_while_it_was_in_the_run() -> None:
     ledger = build_ledger(0.0, 12.0, _steps(0, 1, 10, 2.0), [], {"n0": n0, "n1": n1})
     assert ledger.energy_j == pytest.approx(1200.0 + 500.0)
     assert ledger.productive_energy_j == pytest.approx(1000.0 + 500.0)
+
+
+def test_back_to_back_incidents_never_count_the_same_second_twice() -> None:
+    # attempt 2 fails (t=10) before its first step: its restart period ends at that fault
+    steps = _steps(0, 1, 5, 0.0) + _steps(2, 4, 8, 15.0)
+    incidents = [Incident(5.5, 6.0, 10.0), Incident(10.0, 10.5, 15.0)]
+    ledger = build_ledger(0.0, 20.0, steps, incidents)
+    total = (ledger.productive_s + ledger.recomputed_s + ledger.detection_s + ledger.restart_s
+             + ledger.other_s)
+    assert total == pytest.approx(ledger.wall_s)
+    assert ledger.restart_s == pytest.approx(4.0 + 4.5)

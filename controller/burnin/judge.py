@@ -2,8 +2,10 @@
 
 A node can pass the SKU floor and still pace a thousand-node run, so each result is also
 compared with its cohort — same SKU, driver and NCCL version, same group shape — using robust
-statistics: flagged when busbw < median − k·MAD (MAD scaled by 1.4826 to estimate σ), and only
-when the cohort is big enough to have a meaningful median. The relative floor `min_fraction`
+statistics over the node's peers (leave-one-out): flagged when busbw < median − k·MAD of the
+others (MAD scaled by 1.4826 to estimate σ), and only when the cohort is big enough to have a
+meaningful median. Leaving the node out matters in small cohorts: with four nodes, one slow
+node's own distance otherwise inflates the MAD enough to hide it. The relative floor `min_fraction`
 keeps a near-zero MAD (a very uniform fleet) from flagging noise.
 """
 
@@ -73,18 +75,24 @@ class BurnInJudgement:
 
 def judge(results: Sequence[Measured],
           targets: Mapping[str, BurnInTarget] = DEFAULT_TARGETS) -> list[BurnInJudgement]:
-    """Judge every result against its SKU floor and its cohort."""
-    cohorts: dict[CohortKey, list[float]] = {}
-    for r in results:
+    """Judge every result against its SKU floor and its cohort — the OTHER members of it
+    (leave-one-out), so a slow node's own number never widens the band it is judged by."""
+    cohorts: dict[CohortKey, list[tuple[int, float]]] = {}
+    for i, r in enumerate(results):
         if r.ok:
-            cohorts.setdefault(r.key, []).append(r.busbw_gbps)
-    return [_judge_one(r, cohorts.get(r.key, []), targets.get(r.key.sku, targets["default"]))
-            for r in results]
+            cohorts.setdefault(r.key, []).append((i, r.busbw_gbps))
+    judged = []
+    for i, r in enumerate(results):
+        peers = [v for j, v in cohorts.get(r.key, []) if j != i]
+        target = targets.get(r.key.sku, targets["default"])
+        judged.append(_judge_one(r, peers, target))
+    return judged
 
 
 def cohort_threshold(values: Sequence[float], target: BurnInTarget) -> tuple[float, float] | None:
-    """(median, threshold) for a cohort, or None when it is too small to judge."""
-    if len(values) < target.min_cohort:
+    """(median, threshold) of a node's peers, or None when they are too few to judge by (the
+    cohort, the node included, must have `min_cohort` members)."""
+    if len(values) < target.min_cohort - 1:
         return None
     median = statistics.median(values)
     mad = statistics.median(abs(v - median) for v in values) * MAD_TO_SIGMA

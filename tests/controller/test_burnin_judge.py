@@ -24,7 +24,7 @@ def test_slow_node_above_floor_is_flagged_by_its_cohort() -> None:
     assert slow.busbw_gbps > 360  # above the absolute SKU floor...
     assert not slow.passed and slow.check == "burnin_outlier"  # ...yet an outlier
     assert slow.severity == "critical"  # blocks admission: one slow node paces the run
-    assert slow.cohort_median_gbps == pytest.approx(469.5)
+    assert slow.cohort_median_gbps == pytest.approx(470.0)  # its peers' median
     assert all(v.passed for v in verdicts[:-1])
 
 
@@ -51,7 +51,18 @@ def test_failed_burnin_is_critical() -> None:
 
 
 def test_threshold_needs_min_cohort() -> None:
-    assert cohort_threshold([1.0, 2.0], BurnInTarget(0.0, min_cohort=3)) is None
+    assert cohort_threshold([1.0], BurnInTarget(0.0, min_cohort=3)) is None  # 1 peer: too few
+    assert cohort_threshold([1.0, 2.0], BurnInTarget(0.0, min_cohort=3)) is not None
     stats = cohort_threshold([10.0, 10.0, 10.0, 12.0], BurnInTarget(0.0))
     assert stats is not None
     assert stats[0] == 10.0 and stats[1] == pytest.approx(9.0)
+
+
+def test_one_slow_node_in_a_noisy_cohort_of_four_is_still_caught() -> None:
+    """Leave-one-out: the slow node's own value must not widen its band (seen in the demo)."""
+    target = {"default": BurnInTarget(0.0)}
+    key = CohortKey("gb300", "580", "", 2)
+    verdicts = judge([Measured(f"n{i}", key, v) for i, v in enumerate([1.23, 1.45, 1.59, 0.312])],
+                     target)
+    assert [v.passed for v in verdicts] == [True, True, True, False]
+    assert verdicts[3].cohort_median_gbps == pytest.approx(1.45)

@@ -1,12 +1,14 @@
 """`gpufleet burnin`: NCCL/gloo all-reduce burn-in through the controller (a CLI extension).
 
     gpufleet burnin [--all | NODE...] [--sizes 1M,16M] [--iters N] [--timeout S]
-                    [--multi-node] [--ranks-per-node N] [--repeats N] [--max-parallel N]
-                    [--option NODE:key=value]... [--json]
+                    [--multi-node] [--cross-domain] [--ranks-per-node N] [--repeats N]
+                    [--max-parallel N] [--option NODE:key=value]... [--json]
 
 Live progress goes to stderr (terminals only); stdout gets a table of bus bandwidth per node
-and per multi-node group — one column per message size, the judged value, the cohort median
-— with failures and outliers in red, or with `--json` one object:
+and per multi-node group (an NVLink domain `domain:<id>`; with `--cross-domain` also pairs
+across domains over the scale-out rails, `pair:<a>+<b>`) — one column per message size, the
+judged value, the cohort median — with failures and outliers in red, or with `--json` one
+object:
 `{"nodes": [{"node", "passed", "severity", "check", "busbw_gbps", "cohort_median_gbps",
 "message", "sizes": [...]}], "groups": [...], "notes": [...]}`.
 
@@ -173,7 +175,8 @@ def failed_names(report: pb.BurninReport, named: bool) -> list[str]:
 
 
 class BurninProgressView:
-    """A progress bar per pass (single-node, multi-node), fed with PreflightProgress."""
+    """A progress bar per pass (single-node, multi-node, cross-domain), fed with
+    PreflightProgress."""
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
@@ -237,6 +240,10 @@ def burnin_command(
     ] = 0.0,
     multi_node: Annotated[bool, typer.Option(
         "--multi-node", help="Then burn in each NVLink domain's nodes together.")] = False,
+    cross_domain: Annotated[bool, typer.Option(
+        "--cross-domain", help="Then (implies --multi-node) pair nodes across NVLink domains "
+                               "over the scale-out rails, each rank on its own NIC rail.")
+    ] = False,
     ranks_per_node: Annotated[int, typer.Option(
         min=0, help="Ranks per node; 0 = one per GPU.")] = 0,
     repeats: Annotated[int, typer.Option(
@@ -269,7 +276,7 @@ def burnin_command(
         nodes=names, all=all_nodes, sizes=sizes, iters=iters, warmup_iters=warmup,
         timeout_s=timeout, multi_node=multi_node, node_options=node_options,
         ranks_per_node=ranks_per_node, max_parallel=max_parallel, master_port=port,
-        repeats=repeats)
+        repeats=repeats, cross_domain=cross_domain)
     with session(ctx) as s:
         # the controller bounds every pass by the burn-in timeout: the stream stays open
         report = follow(_stub(s.channel).Burnin(request, timeout=None, metadata=s.metadata),

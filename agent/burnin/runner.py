@@ -3,6 +3,11 @@
 A hung worker is killed (its whole process group) at the deadline and reported as timed out;
 the daemon is never blocked on it beyond the timeout. When nccl-tests' `all_reduce_perf` is on
 PATH and asked for, the runner uses it instead and parses its table (agent/burnin/nccl_tests.py).
+
+Rail alignment: a directive's `rails` option ("<device>/<port>" per local rank, comma-separated;
+an empty entry: none known) pins local rank i to NIC rail i with `NCCL_IB_HCA="=<device>:<port>"`,
+as for training ranks (agent/ranks/runner.py), so a cross-domain pair loads every rail. An
+`NCCL_IB_HCA` already in the agent's environment wins. Gloo (CPU) ignores it.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ class BurnInJob:
     master_port: int = 29500
     timeout_s: float = 120.0
     backend: str = "auto"
-    options: Mapping[str, str] = field(default_factory=dict)  # slowdown=3, hang=1 (test knobs)
+    #: slowdown=3, hang=1 (test knobs); rails=mlx5_0/1,mlx5_1/1 (NIC rail per local rank)
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 def worker_argv(job: BurnInJob, result_file: Path, python: str = sys.executable) -> list[str]:
@@ -50,8 +56,19 @@ def worker_argv(job: BurnInJob, result_file: Path, python: str = sys.executable)
     return argv
 
 
+def rank_rail(job: BurnInJob, local_rank: int) -> str | None:
+    """The `NCCL_IB_HCA` value pinning `local_rank` to its rail ("=mlx5_0:1"), or None when
+    the job names no usable rail for it (no `rails` option, an empty or malformed entry)."""
+    rails = job.options.get("rails", "").split(",")
+    rail = rails[local_rank].strip() if 0 <= local_rank < len(rails) else ""
+    device, sep, port = rail.partition("/")
+    if not sep or not device or not port:
+        return None
+    return f"={device}:{port}"
+
+
 def rank_env(job: BurnInJob, local_rank: int, base: Mapping[str, str]) -> dict[str, str]:
-    """The torch rendezvous environment of one local rank."""
+    """The torch rendezvous environment of one local rank (with its NIC rail, if given)."""
     env = dict(base)
     env.update(
         RANK=str(job.rank_offset + local_rank), LOCAL_RANK=str(local_rank),
@@ -62,6 +79,9 @@ def rank_env(job: BurnInJob, local_rank: int, base: Mapping[str, str]) -> dict[s
     )
     if not env["CUDA_VISIBLE_DEVICES"]:
         del env["CUDA_VISIBLE_DEVICES"]
+    hca = rank_rail(job, local_rank)
+    if hca is not None:
+        env.setdefault("NCCL_IB_HCA", hca)
     return env
 
 

@@ -1,6 +1,6 @@
 """Pure burn-in planning: which ranks run where, in which groups, rendezvousing how.
 
-Two passes, both planned here and run by the orchestrator:
+Three passes, all planned here and run by the orchestrator:
 
 1. **Single-node.** Every runnable node alone, all at once: a node's all-reduce over its own
    GPUs (NVLink within the node). Nodes share nothing, so the fleet's wall time is one node's.
@@ -10,15 +10,38 @@ Two passes, both planned here and run by the orchestrator:
    passed the single-node pass join, so a group failure points at the fabric between them and
    not at a node already known to be bad. Groups of different domains share nothing and run at
    the same time.
+3. **Cross-domain pairs** (optional, after 2). The scale-out fabric between NVLink domains (the
+   InfiniBand / RoCE rails between racks): domains sorted by id, consecutive domains paired
+   (d0 with d1, d2 with d3, ...), and node j of one (by sorted name) with node j of the other,
+   each pair its own two-node all-reduce. Every rank is rail-aligned: local rank i uses its
+   node's NIC rail i (`Member.rails`, sent to the agent, which sets `NCCL_IB_HCA` per rank).
+   Only nodes that passed the earlier passes are paired (the orchestrator filters). With an odd
+   number of domains the last one has no partner and is reported, not paired with d0 again: a
+   node in two pairs would run two burn-ins on the same GPUs at once, and a second round would
+   double the pass's wall time for one domain. Likewise the nodes of the larger domain of a pair
+   beyond the smaller one's count are reported. Rerun with another node set to cover them.
 
-What this does **not** plan: pairs across NVLink domains per rail (the scale-out InfiniBand /
-RoCE fabric between racks) and ring or tree sweeps over the whole fleet. A domain left with one
-node has no multi-node group (its single-node result stands), so nodes whose domain is just
-themselves (an H100 node is its own NVLink domain) and nodes with no domain are never grouped.
+   In practice: NCCL's rail-optimized rings and trees keep inter-node traffic on one rail —
+   local rank i of every node talks to local rank i of the others over rail i, through that
+   rail's leaf switches — so a pair test with all local ranks loads every rail of both nodes at
+   once, and pairing domain d0 with d1 crosses the spine between their racks. A ring runs at its
+   slowest link, so one rail that is down, flapping or slow (a bad cable, optic or switch port)
+   shows as a low busbw for the whole pair, and only for that pair. Which of the two nodes it
+   is: cross-check each node against another partner (e.g. `gpufleet burnin --cross-domain` over
+   a different node set, so the node is paired anew) — the node with the bad rail stays low with
+   any partner, the healthy one recovers; then `ibstat` / `perfquery` its rails. Each pair is
+   judged only against the other pairs (cohort = group shape: SKU, driver, NCCL, world size),
+   never against the NVLink-domain groups.
 
-Rendezvous of a multi-node group: at the controller's configured rendezvous host when it has one;
-else, when every member reports the same hostname, the group lives on one machine and meets on
-loopback; otherwise at the first member's (the master's) hostname.
+What this does **not** plan: ring or tree sweeps over the whole fleet, and single-rail tests
+(one local rank per rail, others idle). A domain left with one node has no multi-node group (its
+single-node result stands), so nodes whose domain is just themselves (an H100 node is its own
+NVLink domain) are never in a domain group, but they are paired across domains in pass 3.
+Nodes with no domain are never grouped.
+
+Rendezvous of a multi-node group or pair: at the controller's configured rendezvous host when it
+has one; else, when every member reports the same hostname, the group lives on one machine and
+meets on loopback; otherwise at the first member's (the master's) hostname.
 Ports count up from a base, one per group, so concurrent groups never share one.
 """
 
@@ -54,6 +77,8 @@ class Candidate:
     hostname: str = ""
     state: str = NodeState.REGISTERED.value
     connected: bool = True
+    #: NIC rail "<device>/<port>" per GPU index ("" where none is known)
+    rails: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,16 +91,19 @@ class Skipped:
 
 @dataclass(frozen=True)
 class Member:
-    """One node's share of a group: `local_ranks` ranks starting at global `rank_offset`."""
+    """One node's share of a group: `local_ranks` ranks starting at global `rank_offset`;
+    `rails` the NIC rail of each local rank ("<device>/<port>", "" = none; empty: not pinned)."""
 
     node: str
     rank_offset: int
     local_ranks: int
+    rails: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Group:
-    """One all-reduce: a single node (label = its name) or an NVLink domain ("domain:<id>")."""
+    """One all-reduce: a single node (label = its name), an NVLink domain ("domain:<id>") or a
+    pair across two domains ("pair:<a>+<b>", `domain` "<da>+<db>")."""
 
     label: str
     members: tuple[Member, ...]
@@ -204,4 +232,70 @@ def domain_plan(
             members.append(Member(c.name, offset, local))
             offset += local
         groups.append(Group(f"domain:{domain}", tuple(members), addr, port, domain))
+    return Plan(tuple(groups), tuple(skipped))
+
+
+def rank_rails(candidate: Candidate, local_ranks: int) -> tuple[str, ...]:
+    """The rail of each local rank (local rank i on GPU i, so on GPU i's rail); empty when the
+    node reported no rail for any of them."""
+    rails = tuple(candidate.rails[i] if i < len(candidate.rails) else ""
+                  for i in range(local_ranks))
+    return rails if any(rails) else ()
+
+
+def _domain_pairs(domains: Sequence[str]) -> tuple[list[tuple[str, str]], str | None]:
+    """Consecutive sorted domains paired (d0+d1, d2+d3, ...), and the odd one out, if any."""
+    pairs = [(domains[k], domains[k + 1]) for k in range(0, len(domains) - 1, 2)]
+    return pairs, (domains[-1] if len(domains) % 2 else None)
+
+
+def cross_domain_plan(
+    survivors: Iterable[Candidate], ranks_per_node: int, port_base: int = DEFAULT_PORT_BASE,
+    rendezvous_host: str | None = None,
+) -> Plan:
+    """Two-node groups across NVLink domains, rail-aligned (see the module docstring).
+
+    `survivors` are the nodes that passed the earlier passes. `skipped` lists those left out of
+    every pair, and why (no domain, no partner domain, no partner node, no hostname, no port).
+    """
+    if not 0 < port_base <= 65535:
+        raise ValueError(f"port base must be 1..65535, got {port_base}")
+    by_domain: dict[str, list[Candidate]] = {}
+    skipped: list[Skipped] = []
+    for c in sorted({c.name: c for c in survivors}.values(), key=lambda c: c.name):
+        if not c.nvlink_domain:
+            skipped.append(Skipped(c.name, "reports no NVLink domain"))
+        else:
+            by_domain.setdefault(c.nvlink_domain, []).append(c)
+    pairs, odd = _domain_pairs(sorted(by_domain))
+    groups: list[Group] = []
+    for da, db in pairs:
+        side_a, side_b = by_domain[da], by_domain[db]
+        for j in range(max(len(side_a), len(side_b))):
+            if j >= len(side_b) or j >= len(side_a):
+                lone, mine, other = ((side_a[j], da, db) if j < len(side_a)
+                                     else (side_b[j], db, da))
+                skipped.append(Skipped(lone.name, f"no partner: {other} has fewer nodes than "
+                                                  f"{mine} in this pass"))
+                continue
+            a, b = side_a[j], side_b[j]
+            why = f"pair {a.name}+{b.name}"
+            try:
+                addr = rendezvous_addr((a, b), rendezvous_host)
+            except ValueError as err:
+                skipped.extend(Skipped(c.name, f"{why}: {err}") for c in (a, b))
+                continue
+            port = port_base + len(groups)
+            if port > 65535:
+                skipped.extend(Skipped(c.name, f"{why}: no port left above {port_base}")
+                               for c in (a, b))
+                continue
+            local_a, local_b = ranks_for(a, ranks_per_node), ranks_for(b, ranks_per_node)
+            members = (Member(a.name, 0, local_a, rank_rails(a, local_a)),
+                       Member(b.name, local_a, local_b, rank_rails(b, local_b)))
+            groups.append(Group(f"pair:{a.name}+{b.name}", members, addr, port, f"{da}+{db}"))
+    if odd is not None:
+        skipped.extend(Skipped(c.name, f"NVLink domain {odd} has no partner domain in this "
+                                       "pass (an odd number of domains)")
+                       for c in by_domain[odd])
     return Plan(tuple(groups), tuple(skipped))

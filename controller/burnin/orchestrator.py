@@ -12,7 +12,11 @@ The decisions live in pure modules — the plan in `groups`, the bookkeeping and
    unjudged result, so preflight `--burnin` rejects outliers and failures with that reason.
 4. With `multi_node`, plan NVLink-domain groups of the nodes that passed and repeat 2-3; a
    member's group verdict supersedes its single-node one.
-5. Stream progress while it runs, then one BurninReport.
+5. With `cross_domain` (which implies 4), pair the nodes that passed both passes across NVLink
+   domains (`groups.cross_domain_plan`), each rank on its own NIC rail (the directive's `rails`
+   option), and repeat 2-3; a member of a failed domain group is not paired (the fault is not
+   located yet). Pairs are judged among themselves; a pair's verdict supersedes the earlier ones.
+6. Stream progress while it runs, then one BurninReport.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from controller.burnin.groups import (
     Group,
     Member,
     Plan,
+    cross_domain_plan,
     domain_plan,
     single_node_plan,
 )
@@ -53,6 +58,7 @@ from protos.gpufleet.v1 import fleet_pb2
 
 T = TypeVar("T")
 EVIDENCE_KIND = "burnin"
+RAILS_OPTION = "rails"  # worker option: "<device>/<port>" per local rank, comma-separated
 #: Told the (node, verdict, detail) records just stored as judged evidence, and when.
 JudgedSink = Callable[[Sequence[tuple[str, str, dict[str, Any]]], float], None]
 
@@ -77,6 +83,17 @@ class BurninHost(Protocol):
 # ---------------------------------------------------------------- pure helpers
 
 
+def rails_by_gpu(rails: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """A node's reported rails ({"device", "port", "gpu"} dicts) as "<device>/<port>" per GPU
+    index ("" for a GPU with none; rails without a GPU affinity are left out)."""
+    by_gpu: dict[int, str] = {}
+    for rail in rails:
+        gpu, device = rail.get("gpu"), rail.get("device")
+        if isinstance(gpu, int) and 0 <= gpu < 4096 and isinstance(device, str) and device:
+            by_gpu.setdefault(gpu, f"{device}/{rail.get('port') or 1}")
+    return tuple(by_gpu.get(i, "") for i in range(max(by_gpu, default=-1) + 1))
+
+
 def candidates_from(rows: Mapping[str, NodeRow], names: Iterable[str],
                     connected: Callable[[str], bool]) -> list[Candidate]:
     """The requested nodes as the planner sees them (unknown names included, unregistered)."""
@@ -89,19 +106,22 @@ def candidates_from(rows: Mapping[str, NodeRow], names: Iterable[str],
         out.append(Candidate(
             name=name, sku=row.sku, nvlink_domain=row.nvlink_domain, gpus=len(row.gpus),
             driver=row.driver_version, hostname=row.hostname, state=row.state,
-            connected=connected(name)))
+            connected=connected(name), rails=rails_by_gpu(row.rails)))
     return out
 
 
 def directive_for(group: Group, member: Member, params: BurninParams,
                   burnin_id: str) -> fleet_pb2.Directive:
-    """The RunBurnIn telling `member` its share of `group`."""
+    """The RunBurnIn telling `member` its share of `group` (with the member's rails, if
+    planned, as the `rails` option; an operator's own `rails` option for the node wins)."""
+    options = {RAILS_OPTION: ",".join(member.rails)} if member.rails else {}
+    options.update(params.options_for(member.node))
     return fleet_pb2.Directive(run_burnin=fleet_pb2.RunBurnIn(
         burnin_id=burnin_id, sizes_bytes=params.sizes, warmup_iters=params.warmup_iters,
         iters=params.iters, world_size=group.world_size, rank_offset=member.rank_offset,
         local_ranks=member.local_ranks, master_addr=group.master_addr,
         master_port=group.master_port, timeout_s=params.timeout_s,
-        options=dict(params.options_for(member.node))))
+        options=options))
 
 
 def progress(total: int, done: int, phase: str, node: str = "") -> fleet_pb2.BurninUpdate:
@@ -217,6 +237,26 @@ async def _judge_and_store(
     return judged, ids
 
 
+async def _group_pass(
+    host: BurninHost, plan: Plan, params: BurninParams, burnin_id: str, phase: str,
+    nodes: Mapping[str, Candidate], targets: Mapping[str, BurnInTarget],
+    on_judged: JudgedSink | None, report: fleet_pb2.BurninReport,
+    judged_out: dict[str, BurnInJudgement],
+) -> AsyncIterator[fleet_pb2.BurninUpdate]:
+    """Run a pass of multi-node groups, judge and store it, add it to `report.groups` and
+    `judged_out` (by label); yield progress."""
+    measures: dict[str, GroupMeasure] = {}
+    async for update in _run_pass(host, plan.groups, params, burnin_id, phase, measures):
+        yield update
+    judged, ids = await _judge_and_store(host, plan, measures, nodes, targets, burnin_id,
+                                         on_judged)
+    judged_out.update(judged)
+    report.groups.extend(
+        result_message(judged[g.label], g, measures[g.label],
+                       ",".join(str(ids[n]) for n in g.nodes))
+        for g in plan.groups)
+
+
 def _requested(store: FleetStore, names: Sequence[str] | None) -> dict[str, NodeRow]:
     if names is None:
         return {r.name: r for r in store.nodes() if r.state != NodeState.RETIRED}
@@ -228,8 +268,9 @@ async def run_burnin(
     targets: Mapping[str, BurnInTarget] = DEFAULT_TARGETS, burnin_id: str = "",
     on_judged: JudgedSink | None = None,
 ) -> AsyncIterator[fleet_pb2.BurninUpdate]:
-    """Burn in the requested nodes (and, with multi_node, their NVLink domains); yield
-    progress, then the BurninReport. `on_judged` is told each pass's stored evidence."""
+    """Burn in the requested nodes (with multi_node, their NVLink domains too; with
+    cross_domain, then pairs across domains); yield progress, then the BurninReport.
+    `on_judged` is told each pass's stored evidence."""
     burnin_id = burnin_id or f"b-{uuid.uuid4().hex[:12]}"
     names = None if params.all_nodes else list(params.nodes)
     rows = await host.read(lambda store: _requested(store, names))
@@ -258,14 +299,23 @@ async def run_burnin(
         multi = domain_plan(survivors, params.ranks_per_node, params.port_base,
                             params.rendezvous_host)
         report.notes.extend(f"{s.node}: no multi-node group ({s.reason})" for s in multi.skipped)
-        group_measures: dict[str, GroupMeasure] = {}
-        async for update in _run_pass(host, multi.groups, params, burnin_id, "multi-node",
-                                      group_measures):
+        group_judged: dict[str, BurnInJudgement] = {}
+        async for update in _group_pass(host, multi, params, burnin_id, "multi-node", nodes,
+                                        targets, on_judged, report, group_judged):
             yield update
-        group_judged, group_ids = await _judge_and_store(
-            host, multi, group_measures, nodes, targets, burnin_id, on_judged)
-        report.groups.extend(
-            result_message(group_judged[g.label], g, group_measures[g.label],
-                           ",".join(str(group_ids[n]) for n in g.nodes))
-            for g in multi.groups)
+        if params.cross_domain:
+            failed = [g for g in multi.groups if not group_judged[g.label].passed]
+            report.notes.extend(f"{n}: its group {g.label} failed, so it is kept out of "
+                                "cross-domain pairs" for g in failed for n in g.nodes)
+            out = {n for g in failed for n in g.nodes}
+            # after the domain groups' ports, so a port a slow rank still holds is not reused
+            pairs = cross_domain_plan([c for c in survivors if c.name not in out],
+                                      params.ranks_per_node,
+                                      min(65535, params.port_base + len(multi.groups)),
+                                      params.rendezvous_host)
+            report.notes.extend(f"{s.node}: no cross-domain pair ({s.reason})"
+                                for s in pairs.skipped)
+            async for update in _group_pass(host, pairs, params, burnin_id, "cross-domain",
+                                            nodes, targets, on_judged, report, {}):
+                yield update
     yield fleet_pb2.BurninUpdate(result=report)

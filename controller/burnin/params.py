@@ -65,11 +65,14 @@ class BurninParams:
     warmup_iters: int
     timeout_s: float
     answer_grace_s: float
-    multi_node: bool
+    multi_node: bool  # NVLink-domain groups after the single-node pass
     ranks_per_node: int  # 0 = one rank per GPU
     max_parallel: int  # >= 1
     port_base: int
     rendezvous_host: str | None = None
+    #: pairs across NVLink domains over the scale-out rails after the domain groups (it
+    #: implies `multi_node`: only nodes that passed both earlier passes are paired)
+    cross_domain: bool = False
     node_options: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: MappingProxyType({}))
 
@@ -182,9 +185,10 @@ def params_from_request(
         iters=request.iters or defaults.iters,
         warmup_iters=request.warmup_iters or defaults.warmup_iters,
         timeout_s=timeout or defaults.timeout_s, answer_grace_s=defaults.answer_grace_s,
-        multi_node=request.multi_node, ranks_per_node=request.ranks_per_node,
+        multi_node=request.multi_node or request.cross_domain,
+        ranks_per_node=request.ranks_per_node,
         max_parallel=min(request.max_parallel, in_flight) if request.max_parallel else in_flight,
         port_base=request.master_port or defaults.port_base,
-        rendezvous_host=defaults.rendezvous_host,
+        rendezvous_host=defaults.rendezvous_host, cross_domain=request.cross_domain,
         node_options=MappingProxyType(options),
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from agent.burnin.runner import BurnInJob, run_burnin
+from agent.burnin.runner import BurnInJob, rank_env, run_burnin, worker_argv
 from agent.burnin.spec import BurnInResult, bandwidths, bus_factor, parse_size, parse_sizes
 
 pytest.importorskip("torch")
@@ -102,3 +103,30 @@ def test_missing_peer_fails_or_times_out_never_hangs() -> None:
     result = run_burnin(job)
     assert not result.ok
     assert result.duration_s < 20
+
+
+# ---------------------------------------------------------------- rail alignment (pure)
+
+
+@pytest.mark.parametrize(("rails", "expected"), [
+    ("mlx5_0/1,mlx5_1/1,,mlx5_3/2", ["=mlx5_0:1", "=mlx5_1:1", None, "=mlx5_3:2"]),
+    ("mlx5_0/1", ["=mlx5_0:1", None, None, None]),  # fewer rails than ranks
+    ("mlx5_0,/1,mlx5_2/,", [None, None, None, None]),  # malformed entries pin nothing
+    (None, [None, None, None, None]),  # no rails option: NCCL picks the HCAs itself
+])
+def test_each_local_rank_is_pinned_to_its_own_rail(
+    rails: str | None, expected: list[str | None]
+) -> None:
+    job = BurnInJob(local_ranks=4, world_size=8, rank_offset=4,
+                    options={"slowdown": "2"} | ({"rails": rails} if rails is not None else {}))
+    envs = [rank_env(job, i, {"PATH": "/bin"}) for i in range(4)]
+    assert [e.get("NCCL_IB_HCA") for e in envs] == expected
+    assert [e["RANK"] for e in envs] == ["4", "5", "6", "7"]
+    assert all(e["PATH"] == "/bin" for e in envs)
+
+
+def test_an_hca_pinned_in_the_agents_environment_wins() -> None:
+    job = BurnInJob(local_ranks=2, world_size=2, options={"rails": "mlx5_0/1,mlx5_1/1"})
+    env = rank_env(job, 1, {"NCCL_IB_HCA": "=mlx5_7:1"})
+    assert env["NCCL_IB_HCA"] == "=mlx5_7:1"
+    assert "--rails" not in " ".join(worker_argv(job, Path("r.json")))  # not a worker flag

@@ -15,7 +15,8 @@ from typing import TypeVar
 
 import pytest
 
-from controller.burnin.orchestrator import run_burnin
+from controller.burnin.groups import Group, Member
+from controller.burnin.orchestrator import directive_for, rails_by_gpu, run_burnin
 from controller.burnin.params import BurninDefaults, params_from_request
 from controller.clock import SystemClock
 from controller.fleet.gate import gate
@@ -303,3 +304,111 @@ async def test_a_failing_group_marks_every_member_critical(store: FleetStore) ->
         assert evidence is not None and evidence.verdict == "critical"
         assert evidence.detail["error"].startswith(
             "burnin_failed: in group domain:d0 (a1, a2): burn-in did not complete")
+
+
+# ---------------------------------------------------------------- cross-domain pairs
+
+
+def rail(gpu: int) -> dict[str, object]:
+    return {"device": f"mlx5_{gpu}", "port": 1, "state": "ACTIVE", "rate_gbps": 400.0, "gpu": gpu}
+
+
+def phase_of(d: fleet_pb2.RunBurnIn) -> str:
+    """"single", "multi" or "cross" from a directive's burnin_id ("<id>-<phase>-<i>")."""
+    return d.burnin_id.split("-")[-3]
+
+
+def per_phase(speeds: dict[str, float], fails_in: str = "") -> Script:
+    """Measures speeds[phase]; fails with a connection error in phase `fails_in`."""
+    def run(d: fleet_pb2.RunBurnIn) -> fleet_pb2.BurnInResult | None:
+        if phase_of(d) == fails_in:
+            return fleet_pb2.BurnInResult(burnin_id=d.burnin_id, backend="gloo",
+                                          error="ranks failed [(1, 1)]: connection reset")
+        return healthy(speeds[phase_of(d)])(d)
+    return run
+
+
+async def test_cross_domain_pairs_nodes_that_passed_across_domains_on_their_rails(
+    store: FleetStore,
+) -> None:
+    layout = {"a1": "d0", "a2": "d0", "b1": "d1", "b2": "d1", "c1": "d2", "e1": "d3", "e2": "d3"}
+    for name, domain in layout.items():
+        register(store, name, domain)
+    store.register_node(NodeIdentity(  # a1 reports its rails (GPU i -> mlx5_i), the rest none
+        name="a1", hostname="sim-host", sku="gb300", driver_version="570.1", nvlink_domain="d0",
+        gpus=tuple({"index": i, "uuid": f"GPU-a1-{i}"} for i in range(4)),
+        rails=tuple(rail(i) for i in range(4))), 2.0)
+    # NVLink groups run at 8 GB/s, the scale-out pairs at about 1: judged apart, both pass
+    speeds = {"single": 4.0, "multi": 8.0, "cross": 1.0}
+    scripts = {n: per_phase(speeds) for n in layout}
+    scripts["e2"] = per_phase(speeds, fails_in="multi")  # d3's group fails: d3 is not paired
+    scripts["b2"] = per_phase(speeds, fails_in="cross")  # its pair with a2 fails
+    fleet = FakeFleet(store, scripts)
+    params = params_from_request(request(all=True, cross_domain=True, master_port=31000),
+                                 DEFAULTS)
+    assert params.multi_node  # cross_domain implies the domain pass
+    progress, report = await collect(run_burnin(fleet, params, burnin_id="b-x"))
+
+    phases = [p.phase for p in progress]
+    assert phases.index("cross-domain") > max(i for i, p in enumerate(phases) if p == "multi-node")
+    cross = sorted((n, d) for n, d in fleet.sent if phase_of(d) == "cross")
+    assert [(n, d.rank_offset, d.world_size, d.local_ranks) for n, d in cross] == [
+        ("a1", 0, 4, 2), ("a2", 0, 4, 2), ("b1", 2, 4, 2), ("b2", 2, 4, 2)]
+    # three domain groups used 31000-31002; pairs count up after them, one port per pair
+    assert {n: d.master_port for n, d in cross} == {"a1": 31003, "b1": 31003,
+                                                    "a2": 31004, "b2": 31004}
+    rails = {n: d.options.get("rails") for n, d in cross}
+    assert rails == {"a1": "mlx5_0/1,mlx5_1/1", "a2": None, "b1": None, "b2": None}
+    assert all("rails" not in d.options for _, d in fleet.sent if phase_of(d) != "cross")
+
+    groups = {g.node: g for g in report.groups}
+    assert sorted(groups) == ["domain:d0", "domain:d1", "domain:d3", "pair:a1+b1", "pair:a2+b2"]
+    assert not groups["domain:d3"].passed
+    ok_pair, bad_pair = groups["pair:a1+b1"], groups["pair:a2+b2"]
+    assert list(ok_pair.members) == ["a1", "b1"] and ok_pair.passed
+    assert ok_pair.busbw_gbps == 1.0  # not an outlier of the 8 GB/s NVLink groups
+    assert (bad_pair.passed, bad_pair.check) == (False, "burnin_failed")
+    assert bad_pair.message == ("burn-in did not complete: b2: ranks failed [(1, 1)]: "
+                                "connection reset")
+    assert "e1: its group domain:d3 failed, so it is kept out of cross-domain pairs" in report.notes
+    assert "e2: its group domain:d3 failed, so it is kept out of cross-domain pairs" in report.notes
+    assert ("c1: no cross-domain pair (NVLink domain d2 has no partner domain in this pass "
+            "(an odd number of domains))") in report.notes
+
+    # a pair's verdict is each member's latest burn-in evidence (what the gate reads)
+    for node, verdict, group in (("a1", "ok", "pair:a1+b1"), ("b2", "critical", "pair:a2+b2"),
+                                 ("e1", "critical", "domain:d3"), ("c1", "ok", "c1")):
+        evidence = store.latest_evidence(node, "burnin")
+        assert evidence is not None
+        assert (evidence.verdict, evidence.detail["group"]) == (verdict, group)
+    assert ok_pair.evidence_id == ",".join(
+        str(store.latest_evidence(n, "burnin").id) for n in ("a1", "b1"))  # type: ignore[union-attr]
+
+
+async def test_without_cross_domain_no_pairs_are_run(store: FleetStore) -> None:
+    for name, domain in (("a1", "d0"), ("b1", "d1")):
+        register(store, name, domain)
+    fleet = FakeFleet(store, {n: healthy(2.0) for n in ("a1", "b1")})
+    _, report = await collect(run_burnin(fleet, params_from_request(
+        request(all=True, multi_node=True), DEFAULTS)))
+    assert list(report.groups) == [] and {phase_of(d) for _, d in fleet.sent} == {"single"}
+
+
+def test_rails_by_gpu_and_the_directive_carry_each_local_ranks_rail() -> None:
+    reported = [rail(1), {"device": "mlx5_9", "port": 2, "gpu": 3},
+                {"device": "mlx5_s", "port": 1, "gpu": None},  # storage NIC: no GPU affinity
+                {"device": "", "port": 1, "gpu": 0}]
+    assert rails_by_gpu(reported) == ("", "mlx5_1/1", "", "mlx5_9/2")
+    assert rails_by_gpu([]) == ()
+    group = Group("pair:a+b", (Member("a", 0, 2, ("mlx5_0/1", "")), Member("b", 2, 2)),
+                  "h", 30000, "d0+d1")
+    params = params_from_request(request(all=True), DEFAULTS)
+    a = directive_for(group, group.members[0], params, "b-1").run_burnin
+    b = directive_for(group, group.members[1], params, "b-1").run_burnin
+    assert dict(a.options) == {"rails": "mlx5_0/1,"} and dict(b.options) == {}
+    assert (a.world_size, b.rank_offset, b.master_port) == (4, 2, 30000)
+    # an operator's own rails option for the node wins (e.g. to force one HCA)
+    forced = params_from_request(request(nodes=["a"], node_options={"a": "rails=mlx5_5/1"}),
+                                 DEFAULTS)
+    assert dict(directive_for(group, group.members[0], forced, "b-1").run_burnin.options) == {
+        "rails": "mlx5_5/1"}

@@ -664,7 +664,7 @@ class PreflightResult(_message.Message):
     def __init__(self, run: _Optional[str] = ..., verdicts: _Optional[_Iterable[_Union[NodeVerdict, _Mapping]]] = ...) -> None: ...
 
 class BurninRequest(_message.Message):
-    __slots__ = ("nodes", "all", "sizes", "iters", "warmup_iters", "timeout_s", "multi_node", "node_options", "ranks_per_node", "max_parallel", "master_port", "repeats")
+    __slots__ = ("nodes", "all", "sizes", "iters", "warmup_iters", "timeout_s", "multi_node", "node_options", "ranks_per_node", "max_parallel", "master_port", "repeats", "cross_domain")
     class NodeOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -684,6 +684,7 @@ class BurninRequest(_message.Message):
     MAX_PARALLEL_FIELD_NUMBER: _ClassVar[int]
     MASTER_PORT_FIELD_NUMBER: _ClassVar[int]
     REPEATS_FIELD_NUMBER: _ClassVar[int]
+    CROSS_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedScalarFieldContainer[str]
     all: bool
     sizes: str
@@ -696,7 +697,8 @@ class BurninRequest(_message.Message):
     max_parallel: int
     master_port: int
     repeats: int
-    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sizes: _Optional[str] = ..., iters: _Optional[int] = ..., warmup_iters: _Optional[int] = ..., timeout_s: _Optional[float] = ..., multi_node: _Optional[bool] = ..., node_options: _Optional[_Mapping[str, str]] = ..., ranks_per_node: _Optional[int] = ..., max_parallel: _Optional[int] = ..., master_port: _Optional[int] = ..., repeats: _Optional[int] = ...) -> None: ...
+    cross_domain: bool
+    def __init__(self, nodes: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., sizes: _Optional[str] = ..., iters: _Optional[int] = ..., warmup_iters: _Optional[int] = ..., timeout_s: _Optional[float] = ..., multi_node: _Optional[bool] = ..., node_options: _Optional[_Mapping[str, str]] = ..., ranks_per_node: _Optional[int] = ..., max_parallel: _Optional[int] = ..., master_port: _Optional[int] = ..., repeats: _Optional[int] = ..., cross_domain: _Optional[bool] = ...) -> None: ...
 
 class BurninNodeResult(_message.Message):
     __slots__ = ("node", "members", "passed", "severity", "check", "message", "busbw_gbps", "cohort_median_gbps", "threshold_gbps", "sizes", "evidence_id", "backend", "duration_s")

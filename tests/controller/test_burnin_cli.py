@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from controller import burnin_cli
 from controller.burnin_cli import (
     failed_names,
     parse_node_options,
@@ -100,3 +103,45 @@ def test_usage_errors_say_what_is_wrong() -> None:
     bad = runner.invoke(get_app(), ["burnin", "n1", "--option", "slowdown=4"])
     assert bad.exit_code == EXIT_USAGE
     assert "--option 'slowdown=4': expected NODE:key=value" in bad.stderr
+
+
+class FakeCall:
+    """A finished Burnin stream: just the report."""
+
+    def __init__(self, report: pb.BurninReport) -> None:
+        self.updates = [pb.BurninUpdate(result=report)]
+
+    def __iter__(self) -> Iterator[pb.BurninUpdate]:
+        return iter(self.updates)
+
+    def cancel(self) -> bool:
+        return True
+
+
+class FakeAdmin:
+    """The FleetAdmin stub seam: records the request, answers with a report with one pair."""
+
+    requests: ClassVar[list[pb.BurninRequest]] = []
+
+    def __init__(self, channel: object) -> None:
+        pass
+
+    def Burnin(self, request: pb.BurninRequest, *, timeout: float | None,
+               metadata: object) -> FakeCall:
+        self.requests.append(request)
+        return FakeCall(pb.BurninReport(
+            nodes=[result("a1", 4.0), result("b1", 4.0)],
+            groups=[result("pair:a1+b1", 1.0, members=("a1", "b1"))]))
+
+
+def test_cross_domain_flag_asks_for_the_pair_pass_and_prints_the_pairs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(burnin_cli, "_stub", FakeAdmin)
+    FakeAdmin.requests = []
+    out = CliRunner().invoke(get_app(), ["--controller", "127.0.0.1:1", "--insecure", "burnin", "--all",
+                                         "--cross-domain", "--json"])
+    assert out.exit_code == 0, out.output
+    (request,) = FakeAdmin.requests
+    assert request.cross_domain and request.all and not request.multi_node  # the server implies
+    assert [g["node"] for g in json.loads(out.stdout)["groups"]] == ["pair:a1+b1"]

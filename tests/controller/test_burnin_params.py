@@ -91,3 +91,10 @@ def test_options_and_repeats_helpers() -> None:
     assert with_repeats((M, 4 * M), 1) == (M, 4 * M)
     assert with_repeats((4 * M, M), 3) == (4 * M, M, 4 * M, 4 * M)
     assert with_repeats((), 3) == ()
+
+
+def test_cross_domain_implies_the_domain_pass() -> None:
+    p = params_from_request(fleet_pb2.BurninRequest(all=True, cross_domain=True))
+    assert (p.cross_domain, p.multi_node) == (True, True)
+    q = params_from_request(fleet_pb2.BurninRequest(all=True, multi_node=True))
+    assert (q.cross_domain, q.multi_node) == (False, True)

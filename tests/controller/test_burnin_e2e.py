@@ -187,6 +187,22 @@ def test_two_nodes_burn_in_together_through_directives_and_store_busbw_per_size(
         assert evidence.detail["busbw_gbps"] == group.busbw_gbps == stored[-1]["busbw_gbps"]
 
 
+def test_two_nodes_of_different_domains_burn_in_as_a_cross_domain_pair(fleet: SimFleet) -> None:
+    pair = [NODES[0], NODES[4]]  # gb300-d0-t00 (its domain peer not asked for), gb300-d2-t00
+    report = fleet.burnin(nodes=pair, cross_domain=True, ranks_per_node=1, sizes="1M", iters=3,
+                          warmup_iters=1, timeout_s=90, master_port=free_port())
+    assert [(r.node, r.passed) for r in report.nodes] == [(n, True) for n in pair], report
+    (group,) = report.groups  # each is alone in its domain here: no domain group, one pair
+    first, second = group.members  # in the order of their (fabric) domain ids
+    assert {first, second} == set(pair) and group.node == f"pair:{first}+{second}", group
+    assert group.passed and group.backend == "gloo", group
+    assert all(s.busbw_gbps > 0 and s.wrong == 0 for s in group.sizes)
+    for node in pair:
+        evidence = fleet.read(node)
+        assert evidence.verdict == "ok" and evidence.detail["group"] == group.node
+        assert evidence.detail["world_size"] == 2
+
+
 def test_a_slow_node_is_an_outlier_and_the_gate_rejects_it_and_admits_its_peers(
     fleet: SimFleet,
 ) -> None:

@@ -31,17 +31,16 @@ from rich.text import Text
 
 from controller.cli_render import severity_name
 from controller.operator_cli import (
-    EXIT_ERROR,
     EXIT_REJECTED,
     EXIT_USAGE,
     CliError,
     Metadata,
     emit_json,
     failures,
+    follow_stream,
     session,
 )
-from protos.gpufleet.v1 import fleet_pb2 as pb
-from protos.gpufleet.v1 import fleet_pb2_grpc as pb_grpc
+from protos.gpufleet.v1 import fleet_pb2 as pb, fleet_pb2_grpc as pb_grpc
 
 SKIPPED = "burnin_skipped"
 JsonDict = dict[str, Any]
@@ -205,22 +204,8 @@ class BurninProgressView:
 
 def follow(call: BurninCall, show_progress: bool) -> pb.BurninReport:
     """Follow a Burnin stream to its report, feeding progress bars on stderr."""
-    err = Console(stderr=True)
-    view = BurninProgressView(err) if show_progress and err.is_terminal else None
-    try:
-        if view is not None:
-            view.__enter__()
-        for update in call:
-            body = update.WhichOneof("body")
-            if body == "progress" and view is not None:
-                view.update(update.progress)
-            elif body == "result":
-                return update.result
-    finally:
-        if view is not None:
-            view.__exit__(None, None, None)
-        call.cancel()
-    raise CliError("the controller ended the burn-in stream without a report", EXIT_ERROR)
+    report: pb.BurninReport = follow_stream(call, BurninProgressView, show_progress, "burn-in")
+    return report
 
 
 # ---------------------------------------------------------------- the command

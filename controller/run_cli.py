@@ -18,8 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from controller.operator_cli import CliError, emit_json, failures, run_app, session
-from protos.gpufleet.v1 import fleet_pb2 as pb
-from protos.gpufleet.v1 import fleet_pb2_grpc as pb_grpc
+from protos.gpufleet.v1 import fleet_pb2 as pb, fleet_pb2_grpc as pb_grpc
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 TERMINAL = ("completed", "failed", "stopped")

@@ -23,8 +23,7 @@ from typing import Any
 
 import grpc
 
-from protos.gpufleet.v1 import fleet_pb2 as pb
-from protos.gpufleet.v1 import fleet_pb2_grpc as pb_grpc
+from protos.gpufleet.v1 import fleet_pb2 as pb, fleet_pb2_grpc as pb_grpc
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable

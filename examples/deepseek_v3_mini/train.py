@@ -36,8 +36,7 @@ import torch
 import torch.distributed as dist
 
 from agent.ranks.reporter import ProgressReporter, ReporterConfigError
-from examples.deepseek_v3_mini import checkpoint as layout
-from examples.deepseek_v3_mini import state
+from examples.deepseek_v3_mini import checkpoint as layout, state
 from examples.deepseek_v3_mini.config import ConfigError, ModelConfig
 from examples.deepseek_v3_mini.data import SyntheticMarkovData, derive_seed
 from examples.deepseek_v3_mini.faults import FaultPlan

@@ -7,8 +7,7 @@ import random
 import statistics
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from agent.link.backoff import MAX_ATTEMPT, backoff_delay, next_attempt
 from agent.link.protocol import (

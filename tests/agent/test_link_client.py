@@ -40,8 +40,7 @@ from agent.model import (
     SystemInfo,
     XidEvent,
 )
-from protos.gpufleet.v1 import fleet_pb2 as pb
-from protos.gpufleet.v1 import fleet_pb2_grpc
+from protos.gpufleet.v1 import fleet_pb2 as pb, fleet_pb2_grpc
 
 pytestmark = pytest.mark.timeout(30)
 

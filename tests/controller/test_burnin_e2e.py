@@ -44,8 +44,7 @@ from controller.operator_cli import EXIT_REJECTED, get_app
 from controller.server import AdminExtensions, Controller, ControllerSettings, ServiceSettings
 from controller.server.burnin_admin import BurninServicer
 from controller.store import FleetStore
-from protos.gpufleet.v1 import fleet_pb2
-from protos.gpufleet.v1 import fleet_pb2_grpc as pb_grpc
+from protos.gpufleet.v1 import fleet_pb2, fleet_pb2_grpc as pb_grpc
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 T = TypeVar("T")

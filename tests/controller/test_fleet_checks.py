@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from controller.fleet.fleet_checks import check_fleet, drift, gpu_count, stale_nodes
 from controller.fleet.model import FleetFinding, NodeInventory, Severity

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from controller.fleet.gate import ADMISSIBLE_STATES, gate, plan_retests
 from controller.fleet.lifecycle import NodeState

@@ -7,8 +7,7 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from controller.server.validate import WireError, check_hello, check_message, check_node_name
 from protos.gpufleet.v1 import fleet_pb2

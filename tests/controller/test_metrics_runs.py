@@ -8,8 +8,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from controller.metrics import ControllerMetrics, serve_metrics
 from controller.metrics_runs import TIME_KINDS, ledger_seconds

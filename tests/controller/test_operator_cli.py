@@ -21,8 +21,14 @@ from typer.testing import CliRunner, Result
 
 from controller.fleet.gate import gate
 from controller.fleet.lifecycle import IllegalTransition, NodeEvent, NodeState, transition
-from controller.fleet.model import Evidence, EvidenceKind, GateFinding, GatePolicy, NodeFacts
-from controller.fleet.model import Severity as Sev
+from controller.fleet.model import (
+    Evidence,
+    EvidenceKind,
+    GateFinding,
+    GatePolicy,
+    NodeFacts,
+    Severity as Sev,
+)
 from controller.fleet.wire import verdict_to_wire
 from controller.operator_cli import (
     EXIT_ERROR,
@@ -34,8 +40,7 @@ from controller.operator_cli import (
     get_app,
     main,
 )
-from protos.gpufleet.v1 import fleet_pb2 as pb
-from protos.gpufleet.v1 import fleet_pb2_grpc as pb_grpc
+from protos.gpufleet.v1 import fleet_pb2 as pb, fleet_pb2_grpc as pb_grpc
 
 NOW = time.time()
 _add_servicer: Callable[[pb_grpc.FleetAdminServicer, grpc.Server], None] = (

@@ -21,8 +21,7 @@ from typer.testing import CliRunner, Result
 
 from controller.operator_cli import EXIT_OK, EXIT_REFUSED, EXIT_REJECTED, get_app
 from controller.server.app import Controller, ControllerSettings
-from protos.gpufleet.v1 import fleet_pb2 as pb
-from protos.gpufleet.v1 import fleet_pb2_grpc as pb_grpc
+from protos.gpufleet.v1 import fleet_pb2 as pb, fleet_pb2_grpc as pb_grpc
 from tests.controller.conftest import hello, report
 
 WAIT_S = 10.0

@@ -17,8 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from controller.operator_cli import EXIT_OK, EXIT_UNREACHABLE, get_app, load_extensions
-from protos.gpufleet.v1 import fleet_pb2 as pb
-from protos.gpufleet.v1 import fleet_pb2_grpc as pb_grpc
+from protos.gpufleet.v1 import fleet_pb2 as pb, fleet_pb2_grpc as pb_grpc
 
 _add_servicer: Callable[[pb_grpc.FleetAdminServicer, grpc.Server], None] = (
     pb_grpc.add_FleetAdminServicer_to_server

@@ -69,6 +69,8 @@ _HELP = {
     "run_workdir": "working directory of the training ranks the agents start",
     "slurm_sync": "mirror node lifecycle into Slurm node states (scontrol; SLURM_CONF from env)",
     "slurm_sync_interval": "seconds between full Slurm reconcile passes",
+    "run_launcher": "how runs start their ranks: agent (StartRanks) or slurm (sbatch/srun)",
+    "slurm_job_dir": "where the Slurm launcher writes batch scripts and job logs",
 }
 
 
@@ -171,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     extend = build_extensions(settings.preflight, rendezvous_host=cfg.rendezvous_host or None,
                               run_workdir=cfg.run_workdir,
-                              slurm_sync_s=cfg.slurm_sync_interval if cfg.slurm_sync else None)
+                              slurm_sync_s=cfg.slurm_sync_interval if cfg.slurm_sync else None,
+                              slurm_job_dir=(Path(cfg.slurm_job_dir)
+                                             if cfg.run_launcher == "slurm" else None))
     return asyncio.run(serve(settings, extend))
 
 

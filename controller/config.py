@@ -57,6 +57,8 @@ class ControllerConfig:
     run_workdir: str = ""
     slurm_sync: bool = False
     slurm_sync_interval: float = 30.0
+    run_launcher: str = "agent"
+    slurm_job_dir: str = ""
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ControllerConfig))
@@ -192,6 +194,10 @@ def _validate(cfg: ControllerConfig, problems: list[str],
         value = getattr(cfg, name)
         if not (math.isfinite(value) and value >= 0):
             problems.append(f"{flag_name(name)} must be >= 0, 0 = off (got {value})")
+    if cfg.run_launcher not in ("agent", "slurm"):
+        problems.append(f"--run-launcher must be agent or slurm (got {cfg.run_launcher!r})")
+    if cfg.run_launcher == "slurm" and not cfg.slurm_job_dir:
+        problems.append("--run-launcher slurm needs --slurm-job-dir (batch scripts and logs)")
     if not (math.isfinite(cfg.ingest_linger_ms) and 0 <= cfg.ingest_linger_ms <= 1000):
         problems.append(f"--ingest-linger-ms must be 0..1000 (got {cfg.ingest_linger_ms})")
 

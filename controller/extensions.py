@@ -10,17 +10,22 @@ import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from controller.burnin.orchestrator import EVIDENCE_KIND
+from controller.fleet.lifecycle import NodeState
 from controller.metrics_burnin import LatestBurnins
 from controller.server.admin import AdminExtensions
 from controller.server.burnin_admin import BurninServicer
 from controller.server.preflight import PreflightSettings
 from controller.server.run_rpcs import SupervisorRpcs
 from controller.server.service import FleetService
+from controller.slurm.batch import BatchOptions
 from controller.slurm.commands import SlurmCommands, SubprocessSlurm
+from controller.slurm.launcher import SlurmLauncher
 from controller.slurm.loop import SlurmSyncLoop
 from controller.slurm.sync import SlurmNodeSync
+from controller.supervisor.slurm_backend import SlurmBackend
 from controller.supervisor.supervisor import Supervisor, SupervisorSettings
 
 log = logging.getLogger(__name__)
@@ -29,15 +34,24 @@ log = logging.getLogger(__name__)
 def build_extensions(
     preflight: PreflightSettings, *, rendezvous_host: str | None = None, run_workdir: str = "",
     slurm_sync_s: float | None = None, slurm: SlurmCommands | None = None,
+    slurm_job_dir: Path | None = None,
 ) -> Callable[[FleetService], AdminExtensions]:
     """A factory the Controller calls with its FleetService once it has started (on its
     event loop). `slurm_sync_s`: mirror node lifecycle into Slurm every that many seconds and
     after every transition; `slurm` replaces the real scontrol/sinfo seam (SLURM_CONF from env).
+    `slurm_job_dir`: runs start as Slurm batch jobs (scripts and logs there) instead of through
+    the agents.
     """
 
     def extend(service: FleetService) -> AdminExtensions:
+        backend = None
+        if slurm_job_dir is not None:
+            launcher = SlurmLauncher(
+                slurm if slurm is not None else SubprocessSlurm(os.environ),
+                BatchOptions(workdir=Path(run_workdir or "."), log_dir=slurm_job_dir))
+            backend = SlurmBackend(launcher, lambda: drained_nodes(service), service.clock.time)
         supervisor = Supervisor(service, preflight, SupervisorSettings(
-            rendezvous_host=rendezvous_host, workdir=run_workdir))
+            rendezvous_host=rendezvous_host, workdir=run_workdir), backend=backend)
         burnins = LatestBurnins()
         service.metrics.bind_runs(lambda: supervisor.runs, service.clock.time)
         service.metrics.bind_burnins(burnins.snapshot)
@@ -65,6 +79,12 @@ def build_extensions(
                                   on_judged=burnins.record_evidence))
 
     return extend
+
+
+def drained_nodes(service: FleetService) -> list[str]:
+    """Nodes gpufleet holds out of service (a Slurm submission excludes them)."""
+    return [n for n, (state, _) in service.state_reasons().items()
+            if state in (NodeState.DRAINED, NodeState.REPAIR, NodeState.RETIRED)]
 
 
 async def load_burnins(latest: LatestBurnins, service: FleetService) -> None:

@@ -39,6 +39,7 @@ class RunRecord:
     reason: str = ""
     attempt_started_at: float = 0.0
     ended_at: float = 0.0
+    master_addr: str = ""
     master_port: int = 0
     step: int = 0
     loss: float = 0.0

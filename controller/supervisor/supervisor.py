@@ -14,17 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.fleet.lifecycle import IllegalTransition, NodeEvent, NodeState
-from controller.server.directives import NotConnected
 from controller.server.preflight import PreflightSettings, run_preflight
 from controller.server.service import Delivered, FleetService, UnknownNode
-from controller.server.streams import DirectiveBacklog
 from controller.store import NodeRow, TransitionRow
+from controller.supervisor.agent_backend import AgentBackend, RankBackend
 from controller.supervisor.checkpoints import latest_complete_step
 from controller.supervisor.decide import (
     TERMINAL,
@@ -81,10 +78,14 @@ class Supervisor:
     """Owns every run of this controller."""
 
     def __init__(self, service: FleetService, preflight: PreflightSettings,
-                 settings: SupervisorSettings = SupervisorSettings()) -> None:
+                 settings: SupervisorSettings = SupervisorSettings(),
+                 backend: RankBackend | None = None) -> None:
         self.service = service
         self.preflight = preflight
         self.settings = settings
+        self.backend: RankBackend = backend or AgentBackend(
+            service, rendezvous_host=settings.rendezvous_host, workdir=settings.workdir,
+            directive_timeout_s=settings.directive_timeout_s, port_range=settings.port_range)
         self.runs: dict[str, RunRecord] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -237,11 +238,14 @@ class Supervisor:
                                            f"restart failed: {exc!r}", failed=True)
 
     async def _step(self, record: RunRecord) -> None:
+        await self.backend.poll(record)
         now = self.service.clock.time()
         hung = {f.rank for f in record.failures if f.kind is FailureKind.RANK_HANG}
-        for hang in find_hangs(record.last_step_at, record.node_of_rank(),
-                               record.attempt_started_at, now, record.spec.hang_timeout_s,
-                               record.spec.startup_timeout_s):
+        hangs = (find_hangs(record.last_step_at, record.node_of_rank(),
+                            record.attempt_started_at, now, record.spec.hang_timeout_s,
+                            record.spec.startup_timeout_s)
+                 if self.backend.sees_progress else [])
+        for hang in hangs:
             if hang.rank not in hung:
                 record.failures.append(hang)
         decision = decide(RunView(
@@ -325,49 +329,21 @@ class Supervisor:
         record.failures.clear()
         record.exited_ok.clear()
         record.last_step_at.clear()
-        rows = await self._rows()
-        first = record.nodes[0]
-        host = self.settings.rendezvous_host or rows[first].hostname or first
-        record.master_port = _pick_port(host, self.settings.port_range, record.master_port)
-        sends = []
-        for node in record.placement.nodes:
-            start = fleet_pb2.StartRanks(
-                run_id=spec.name, attempt=record.attempt, argv=list(spec.argv()), env=spec.env,
-                master_addr=host, master_port=record.master_port,
-                world_size=spec.world_size, workdir=self.settings.workdir,
-                ranks=[fleet_pb2.RankAssignment(rank=s.rank, local_rank=s.local_rank,
-                                                gpu=s.gpu, rail=s.rail) for s in node.ranks])
-            sends.append(self._call(node.node, fleet_pb2.Directive(start_ranks=start)))
-        answers = await asyncio.gather(*sends)
+        refused = await self.backend.launch(record)
         now = self.service.clock.time()
         if record.state is RunState.PENDING:
             record.state = run_transition(record.state, RunEvent.LAUNCHED)
+        where = (f", rendezvous {record.master_addr}:{record.master_port}"
+                 if record.master_port else "")
         record.log(now, "launched", f"attempt {record.attempt}: {spec.world_size} ranks on "
-                   f"{len(record.nodes)} nodes, rendezvous {host}:{record.master_port}")
-        for name, why in zip(record.nodes, answers, strict=True):
-            if why is not None:
-                record.failures.append(Failure(FailureKind.NODE_UNREACHABLE, name, now,
-                                               f"could not start ranks: {why}"))
+                   f"{len(record.nodes)} nodes{where}")
+        for name, why in refused.items():
+            record.failures.append(Failure(FailureKind.NODE_UNREACHABLE, name, now,
+                                           f"could not start ranks: {why}"))
         self._poke(record)
 
     async def _stop_ranks(self, record: RunRecord) -> int:
-        def stop() -> fleet_pb2.Directive:  # one message per node: the hub stamps its id on it
-            return fleet_pb2.Directive(stop_ranks=fleet_pb2.StopRanks(
-                run_id=record.name, attempt=0, grace_s=record.spec.stop_grace_s))
-
-        answers = await asyncio.gather(*(self._call(n, stop()) for n in record.nodes))
-        return sum(1 for a in answers if a is None)
-
-    async def _call(self, node: str, directive: fleet_pb2.Directive) -> str | None:
-        """Send and await one directive; None on success, else why not."""
-        try:
-            outcome = await self.service.call_directive(node, directive,
-                                                        self.settings.directive_timeout_s)
-        except (NotConnected, DirectiveBacklog) as exc:
-            return str(exc)
-        except TimeoutError:
-            return f"no answer within {self.settings.directive_timeout_s:g} s"
-        return None if outcome.ok else (outcome.message or outcome.answer)
+        return await self.backend.stop(record)
 
     async def _event(self, node: str, event: NodeEvent, cause: str) -> None:
         with contextlib.suppress(IllegalTransition, UnknownNode):
@@ -405,18 +381,3 @@ def _candidate(row: NodeRow) -> Candidate:
     rails = {int(r["gpu"]): f"{r.get('device', '')}/{r.get('port', 1)}"
              for r in row.rails if isinstance(r.get("gpu"), int)}
     return Candidate(row.name, row.nvlink_domain or row.name, len(row.gpus), rails)
-
-
-def _pick_port(host: str, port_range: tuple[int, int], previous: int) -> int:
-    """A rendezvous port for this attempt (free on this host when the host is local)."""
-    for _ in range(50):
-        port = random.randint(*port_range)
-        if port == previous:
-            continue
-        try:
-            with socket.socket() as sock:
-                sock.bind((host if host in ("127.0.0.1", "localhost") else "", port))
-        except OSError:
-            continue
-        return port
-    return random.randint(*port_range)

@@ -169,6 +169,7 @@ def test_observations_never_raise(events: list[NodeEvent]) -> None:
         state = start
         for event in events:
             state = transition(state, event)
+            assert state in NodeState  # an observation never raises nor invents a state
 
 
 @pytest.mark.parametrize(

@@ -140,16 +140,31 @@ def insert_result(
                 for s in burnin.sizes
             ],
         }
-        evidence_id = insert_evidence(conn,
-            node, "burnin", verdict, json.dumps(detail), received_at, f"result:{seq}"
-        )
-        conn.execute(
-            "UPDATE events SET evidence_id = ? WHERE id = ?", (evidence_id, cur.lastrowid)
-        )
+        if not already_judged(conn, node, burnin.burnin_id):
+            evidence_id = insert_evidence(conn,
+                node, "burnin", verdict, json.dumps(detail), received_at, f"result:{seq}"
+            )
+            conn.execute(
+                "UPDATE events SET evidence_id = ? WHERE id = ?", (evidence_id, cur.lastrowid)
+            )
     return StoredItem(
         node, seq, "result", received_at, verdict, "", evidence_id, result.directive_id,
         f"directive {result.directive_id} {'ok' if result.ok else 'failed'}",
     )
+
+
+def already_judged(conn: sqlite3.Connection, node: str, burnin_id: str) -> bool:
+    """Whether the controller already stored its judged verdict for this burn-in on `node`.
+
+    Then a raw result is a late answer (e.g. after the orchestrator called it timed out): it is
+    kept as an event, but must not become newer "burnin" evidence that outranks the verdict."""
+    if not burnin_id:
+        return False
+    row = conn.execute(
+        "SELECT 1 FROM evidence WHERE node = ? AND kind = 'burnin' "
+        "AND json_extract(detail, '$.judged') = 1 "
+        "AND json_extract(detail, '$.burnin_id') = ? LIMIT 1", (node, burnin_id)).fetchone()
+    return row is not None
 
 
 def insert_evidence(

@@ -133,6 +133,29 @@ def test_burnin_result_is_evidence_with_a_verdict(store: FleetStore) -> None:
     assert latest is not None and latest.detail["wrong"] == 1
 
 
+def test_a_late_raw_burnin_answer_never_outranks_the_judged_verdict(store: FleetStore) -> None:
+    store.register_node(identity("n1"), now=1.0)
+    judged = store.add_evidence("n1", "burnin", "critical",
+                                {"burnin_id": "b-7", "judged": True, "check": "burnin_failed",
+                                 "message": "timed out"}, taken_at=5.0)
+    late = fleet_pb2.AgentMessage(seq=1)
+    late.result.directive_id = "d-7"
+    late.result.ok = True
+    late.result.burnin.burnin_id = "b-7"  # the burn-in the controller already called timed out
+    late.result.burnin.sizes.add(bytes=1 << 20, busbw_gbps=0.3)
+    (item,) = store.store_batch([inbound("n1", late)]).stored
+    assert item.evidence_id is None  # kept as an event, not as evidence
+    latest = store.latest_evidence("n1", "burnin")
+    assert latest is not None and latest.id == judged and latest.verdict == "critical"
+    other = fleet_pb2.AgentMessage(seq=2)  # an unjudged burn-in (preflight's re-test) counts
+    other.result.directive_id = "d-8"
+    other.result.ok = True
+    other.result.burnin.burnin_id = "b-8"
+    other.result.burnin.sizes.add(bytes=1 << 20, busbw_gbps=0.3)
+    (item2,) = store.store_batch([inbound("n1", other)]).stored
+    assert item2.evidence_id is not None
+
+
 def test_after_hook_failure_rolls_back_the_whole_batch(store: FleetStore, db_path: Path) -> None:
     store.register_node(identity("n1"), now=1.0)
 

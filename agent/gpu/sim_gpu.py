@@ -10,6 +10,7 @@ import random
 import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from agent.gpu.sim_faults import FaultKind, SimFault
 from agent.gpu.sim_layout import SimNode, stable_digest
@@ -212,21 +213,21 @@ class SimGpu:
             health_summary=summary,
         )
 
+    def _identity(self) -> dict[str, Any]:
+        """Identity and firmware: the same in every sample, lost or not (NVML caches them)."""
+        p = self.profile
+        return {"index": self.index, "uuid": self.uuid, "name": p.gpu_name, "serial": self.serial,
+                "board_part_number": p.board_part_number, "pci_bus_id": self.pci_bus_id,
+                "minor_number": self.index, "vbios_version": self.vbios,
+                "inforom_image_version": p.inforom_image_version,
+                "inforom_oem_version": p.inforom_oem_version,
+                "inforom_ecc_version": p.inforom_ecc_version}
+
     def _lost_sample(self) -> GpuSample:
         """Fell off the bus: every reading GPU_LOST; identity read earlier is kept."""
         p = self.profile
         return GpuSample(
-            index=self.index,
-            uuid=self.uuid,
-            name=p.gpu_name,
-            serial=self.serial,
-            board_part_number=p.board_part_number,
-            pci_bus_id=self.pci_bus_id,
-            minor_number=self.index,
-            vbios_version=self.vbios,
-            inforom_image_version=p.inforom_image_version,
-            inforom_oem_version=p.inforom_oem_version,
-            inforom_ecc_version=p.inforom_ecc_version,
+            **self._identity(),
             slowdown_temp_c=p.slowdown_temp_c,
             shutdown_temp_c=p.shutdown_temp_c,
             pcie_gen_max=p.pcie_gen_max,
@@ -256,17 +257,7 @@ class SimGpu:
         fabric = self._fabric()
         retired: int | None = None
         return GpuSample(
-            index=self.index,
-            uuid=self.uuid,
-            name=p.gpu_name,
-            serial=self.serial,
-            board_part_number=p.board_part_number,
-            pci_bus_id=self.pci_bus_id,
-            minor_number=self.index,
-            vbios_version=self.vbios,
-            inforom_image_version=p.inforom_image_version,
-            inforom_oem_version=p.inforom_oem_version,
-            inforom_ecc_version=p.inforom_ecc_version,
+            **self._identity(),
             persistence_mode=True,
             temperature_c=round(temp),
             slowdown_temp_c=p.slowdown_temp_c,

@@ -200,15 +200,7 @@ def domain_plan(
     `skipped` lists the survivors left out of every group, and why (no domain, alone in it,
     no hostname to rendezvous at).
     """
-    if not 0 < port_base <= 65535:
-        raise ValueError(f"port base must be 1..65535, got {port_base}")
-    by_domain: dict[str, list[Candidate]] = {}
-    skipped: list[Skipped] = []
-    for c in sorted({c.name: c for c in survivors}.values(), key=lambda c: c.name):
-        if not c.nvlink_domain:
-            skipped.append(Skipped(c.name, "reports no NVLink domain"))
-        else:
-            by_domain.setdefault(c.nvlink_domain, []).append(c)
+    by_domain, skipped = _by_domain(survivors, port_base)
     groups: list[Group] = []
     for domain in sorted(by_domain):
         nodes = by_domain[domain]
@@ -235,6 +227,21 @@ def domain_plan(
     return Plan(tuple(groups), tuple(skipped))
 
 
+def _by_domain(survivors: Iterable[Candidate],
+               port_base: int) -> tuple[dict[str, list[Candidate]], list[Skipped]]:
+    """Survivors (deduplicated, sorted by name) per NVLink domain, and those without one."""
+    if not 0 < port_base <= 65535:
+        raise ValueError(f"port base must be 1..65535, got {port_base}")
+    by_domain: dict[str, list[Candidate]] = {}
+    skipped: list[Skipped] = []
+    for c in sorted({c.name: c for c in survivors}.values(), key=lambda c: c.name):
+        if not c.nvlink_domain:
+            skipped.append(Skipped(c.name, "reports no NVLink domain"))
+        else:
+            by_domain.setdefault(c.nvlink_domain, []).append(c)
+    return by_domain, skipped
+
+
 def rank_rails(candidate: Candidate, local_ranks: int) -> tuple[str, ...]:
     """The rail of each local rank (local rank i on GPU i, so on GPU i's rail); empty when the
     node reported no rail for any of them."""
@@ -258,15 +265,7 @@ def cross_domain_plan(
     `survivors` are the nodes that passed the earlier passes. `skipped` lists those left out of
     every pair, and why (no domain, no partner domain, no partner node, no hostname, no port).
     """
-    if not 0 < port_base <= 65535:
-        raise ValueError(f"port base must be 1..65535, got {port_base}")
-    by_domain: dict[str, list[Candidate]] = {}
-    skipped: list[Skipped] = []
-    for c in sorted({c.name: c for c in survivors}.values(), key=lambda c: c.name):
-        if not c.nvlink_domain:
-            skipped.append(Skipped(c.name, "reports no NVLink domain"))
-        else:
-            by_domain.setdefault(c.nvlink_domain, []).append(c)
+    by_domain, skipped = _by_domain(survivors, port_base)
     pairs, odd = _domain_pairs(sorted(by_domain))
     groups: list[Group] = []
     for da, db in pairs:

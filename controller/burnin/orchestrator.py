@@ -54,6 +54,7 @@ from controller.fleet.lifecycle import NodeState
 from controller.server.directives import DirectiveOutcome, NotConnected
 from controller.server.streams import DirectiveBacklog
 from controller.store import FleetStore, NodeRow
+from controller.store.codec import rails_by_gpu
 from protos.gpufleet.v1 import fleet_pb2
 
 T = TypeVar("T")
@@ -81,17 +82,6 @@ class BurninHost(Protocol):
 
 
 # ---------------------------------------------------------------- pure helpers
-
-
-def rails_by_gpu(rails: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
-    """A node's reported rails ({"device", "port", "gpu"} dicts) as "<device>/<port>" per GPU
-    index ("" for a GPU with none; rails without a GPU affinity are left out)."""
-    by_gpu: dict[int, str] = {}
-    for rail in rails:
-        gpu, device = rail.get("gpu"), rail.get("device")
-        if isinstance(gpu, int) and 0 <= gpu < 4096 and isinstance(device, str) and device:
-            by_gpu.setdefault(gpu, f"{device}/{rail.get('port') or 1}")
-    return tuple(by_gpu.get(i, "") for i in range(max(by_gpu, default=-1) + 1))
 
 
 def candidates_from(rows: Mapping[str, NodeRow], names: Iterable[str],

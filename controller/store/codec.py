@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from protos.gpufleet.v1 import fleet_pb2
@@ -146,3 +147,14 @@ def identity_from_hello(node: str, hello: fleet_pb2.Hello) -> NodeIdentity:
         gpus=tuple(gpu_info_to_dict(g) for g in hello.gpus),
         rails=tuple(rail_to_dict(r) for r in hello.rails),
     )
+
+
+def rails_by_gpu(rails: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """A node's reported rails ({"device", "port", "gpu"} dicts) as "<device>/<port>" per GPU
+    index ("" for a GPU with none; rails without a GPU affinity are left out)."""
+    by_gpu: dict[int, str] = {}
+    for rail in rails:
+        gpu, device = rail.get("gpu"), rail.get("device")
+        if isinstance(gpu, int) and 0 <= gpu < 4096 and isinstance(device, str) and device:
+            by_gpu.setdefault(gpu, f"{device}/{rail.get('port') or 1}")
+    return tuple(by_gpu.get(i, "") for i in range(max(by_gpu, default=-1) + 1))

@@ -21,6 +21,7 @@ from controller.fleet.lifecycle import IllegalTransition, NodeEvent, NodeState
 from controller.server.preflight import PreflightSettings, run_preflight
 from controller.server.service import Delivered, FleetService, UnknownNode
 from controller.store import NodeRow, TransitionRow
+from controller.store.codec import rails_by_gpu
 from controller.supervisor.agent_backend import AgentBackend, RankBackend
 from controller.supervisor.checkpoints import latest_complete_step
 from controller.supervisor.decide import (
@@ -378,6 +379,5 @@ def _is_restarting(record: RunRecord) -> bool:
 
 
 def _candidate(row: NodeRow) -> Candidate:
-    rails = {int(r["gpu"]): f"{r.get('device', '')}/{r.get('port', 1)}"
-             for r in row.rails if isinstance(r.get("gpu"), int)}
+    rails = {gpu: rail for gpu, rail in enumerate(rails_by_gpu(row.rails)) if rail}
     return Candidate(row.name, row.nvlink_domain or row.name, len(row.gpus), rails)

@@ -16,7 +16,7 @@ from typing import TypeVar
 import pytest
 
 from controller.burnin.groups import Group, Member
-from controller.burnin.orchestrator import directive_for, rails_by_gpu, run_burnin
+from controller.burnin.orchestrator import directive_for, run_burnin
 from controller.burnin.params import BurninDefaults, params_from_request
 from controller.clock import SystemClock
 from controller.fleet.gate import gate
@@ -24,6 +24,7 @@ from controller.fleet.model import EvidenceKind, GatePolicy
 from controller.server.directives import DirectiveOutcome, NotConnected
 from controller.server.preflight import read_snapshot
 from controller.store import FleetStore, NodeIdentity
+from controller.store.codec import rails_by_gpu
 from protos.gpufleet.v1 import fleet_pb2
 
 T = TypeVar("T")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from controller.fleet.lifecycle import NodeState
@@ -65,3 +67,13 @@ def wait_job(commands: SlurmCommands, job_id: str, timeout_s: float = 30.0) -> S
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job} after {timeout_s} s"
         time.sleep(0.2)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `condition` on the event loop until it holds; TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")

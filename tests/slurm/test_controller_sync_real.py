@@ -3,8 +3,6 @@ drained in a real Slurm with gpufleet's reason, and an operator's drain is left 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import grpc
@@ -14,15 +12,7 @@ from controller.extensions import build_extensions
 from controller.server import Controller, PreflightSettings
 from tests.controller.conftest import RawAgent, settings, xid
 from tests.slurm.conftest import SlurmCluster
-
-
-async def _until(condition: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"timed out waiting for {what}")
+from tests.slurm.helpers import until
 
 
 @pytest.mark.slow
@@ -50,7 +40,7 @@ async def test_fatal_xid_drains_the_slurm_node_with_gpufleets_reason(
             return any(line.startswith(f"{victim}|") and "drain" in line
                        and "gpufleet:" in line for line in out.splitlines())
 
-        await _until(drained_by_gpufleet, 20, f"{victim} drained in Slurm")
+        await until(drained_by_gpufleet, 20, f"{victim} drained in Slurm")
         reasons = slurm.run("sinfo", "-R", "-h", "-o", "%N|%E").stdout
         assert f"{victim}|gpufleet: xid 79" in reasons
         assert f"{bystander}|operator: fan swap" in reasons  # never overwritten or resumed

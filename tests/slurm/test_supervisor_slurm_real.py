@@ -4,7 +4,6 @@ domain takes the failed node's place, and a new submission resumes from the chec
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import sys
@@ -25,17 +24,9 @@ from controller.supervisor.spec import RunSpec
 from controller.supervisor.supervisor import Supervisor, SupervisorSettings
 from tests.controller.conftest import RawAgent, report, settings, xid
 from tests.slurm.conftest import REPO, SlurmCluster
+from tests.slurm.helpers import until
 
 STEPS, EVERY = 300, 50
-
-
-async def _until(condition: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
@@ -74,9 +65,9 @@ async def test_fatal_xid_resubmits_on_the_spare_from_the_checkpoint(
         assert record.nodes == ("node1", "node2")
         assert dict(record.placement.spares) == {"dom-a": ("node3",)}
 
-        await _until(lambda: (latest_complete_step(ckpt) or 0) >= EVERY, 60, "a checkpoint")
+        await until(lambda: (latest_complete_step(ckpt) or 0) >= EVERY, 60, "a checkpoint")
         await agents["node2"].send(xid(2, code=79, gpu=0))
-        await _until(lambda: record.state in (RunState.COMPLETED, RunState.FAILED), 120,
+        await until(lambda: record.state in (RunState.COMPLETED, RunState.FAILED), 120,
                      "the run to end")
         assert record.state is RunState.COMPLETED, record.reason
         assert record.restarts == 1 and record.nodes == ("node1", "node3")

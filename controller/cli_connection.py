@@ -4,7 +4,6 @@ following a server-streamed call (progress on stderr) to its final answer."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +12,8 @@ from typing import Any, Protocol
 
 import grpc
 from rich.console import Console
+
+from controller.config import is_loopback as is_loopback  # shared with the server's checks
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -64,16 +65,6 @@ def parse_target(text: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError(f"controller port {port} is out of range")
     return host, port
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` names this machine (localhost or a loopback address)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

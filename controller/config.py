@@ -128,7 +128,7 @@ def _from_toml(path: Path, problems: list[str]) -> dict[str, Any]:
 
 def is_loopback(host: str) -> bool:
     """Whether `host` names only this machine ("localhost", 127.0.0.0/8, ::1)."""
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

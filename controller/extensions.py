@@ -18,7 +18,7 @@ from controller.metrics_burnin import LatestBurnins
 from controller.server.admin import AdminExtensions
 from controller.server.burnin_admin import BurninServicer
 from controller.server.preflight import PreflightSettings
-from controller.server.run_rpcs import SupervisorRpcs
+from controller.server.run_admin import SupervisorRpcs
 from controller.server.service import FleetService
 from controller.slurm.batch import BatchOptions
 from controller.slurm.commands import SlurmCommands, SubprocessSlurm

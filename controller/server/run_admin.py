@@ -1,4 +1,5 @@
-"""The run RPCs of FleetAdmin (StartRun, GetRun, ListRuns, StopRun) over the Supervisor."""
+"""The run RPCs of FleetAdmin (StartRun, GetRun, ListRuns, StopRun) over the Supervisor: the
+`RunRpcs` extension the admin servicer calls, and the RunRecord → wire conversions."""
 
 from __future__ import annotations
 
@@ -46,40 +47,48 @@ def run_detail(r: RunRecord, now: float) -> fleet_pb2.RunDetail:
         spares={d: ",".join(s) for d, s in r.placement.spares.items()})
 
 
-async def start_run(sup: Supervisor, request: fleet_pb2.StartRunRequest,
-                    context: Context) -> fleet_pb2.RunDetail:
-    source = request.source or "run spec"
-    if len(request.spec_toml.encode()) > MAX_SPEC_BYTES:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{source}: spec is too large")
-    try:
-        spec = run_spec_from_dict(tomllib.loads(request.spec_toml), source)
-    except tomllib.TOMLDecodeError as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{source}: {exc}")
-    except RunSpecError as exc:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-    try:
-        record = await sup.start_run(spec)
-    except RunRejected as exc:
-        await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                            f"run {spec.name!r} cannot start: " + "; ".join(exc.reasons))
-    return run_detail(record, sup.service.clock.time())
+class SupervisorRpcs:
+    """StartRun / GetRun / ListRuns / StopRun over a Supervisor (the admin servicer has
+    authenticated the caller already)."""
 
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
 
-async def get_run(sup: Supervisor, request: fleet_pb2.RunRequest,
-                  context: Context) -> fleet_pb2.RunDetail:
-    record = sup.runs.get(request.name)
-    if record is None:
-        await context.abort(grpc.StatusCode.NOT_FOUND, f"no run named {request.name!r}")
-    return run_detail(record, sup.service.clock.time())
+    def _now(self) -> float:
+        return self.supervisor.service.clock.time()
 
+    async def StartRun(self, request: fleet_pb2.StartRunRequest,
+                       context: Context) -> fleet_pb2.RunDetail:
+        source = request.source or "run spec"
+        if len(request.spec_toml.encode()) > MAX_SPEC_BYTES:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{source}: spec is too large")
+        try:
+            spec = run_spec_from_dict(tomllib.loads(request.spec_toml), source)
+        except tomllib.TOMLDecodeError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{source}: {exc}")
+        except RunSpecError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            record = await self.supervisor.start_run(spec)
+        except RunRejected as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"run {spec.name!r} cannot start: " + "; ".join(exc.reasons))
+        return run_detail(record, self._now())
 
-async def list_runs(sup: Supervisor) -> fleet_pb2.ListRunsResponse:
-    return fleet_pb2.ListRunsResponse(runs=[run_view(r) for r in sup.runs.values()])
+    async def GetRun(self, request: fleet_pb2.RunRequest,
+                     context: Context) -> fleet_pb2.RunDetail:
+        record = self.supervisor.runs.get(request.name)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no run named {request.name!r}")
+        return run_detail(record, self._now())
 
+    async def ListRuns(self, request: fleet_pb2.ListRunsRequest,
+                       context: Context) -> fleet_pb2.ListRunsResponse:
+        return fleet_pb2.ListRunsResponse(runs=[run_view(r) for r in self.supervisor.runs.values()])
 
-async def stop_run(sup: Supervisor, request: fleet_pb2.RunRequest,
-                   context: Context) -> fleet_pb2.RunDetail:
-    if request.name not in sup.runs:
-        await context.abort(grpc.StatusCode.NOT_FOUND, f"no run named {request.name!r}")
-    record = await sup.stop_run(request.name)
-    return run_detail(record, sup.service.clock.time())
+    async def StopRun(self, request: fleet_pb2.RunRequest,
+                      context: Context) -> fleet_pb2.RunDetail:
+        if request.name not in self.supervisor.runs:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no run named {request.name!r}")
+        record = await self.supervisor.stop_run(request.name)
+        return run_detail(record, self._now())

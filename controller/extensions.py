@@ -73,8 +73,13 @@ def build_extensions(
             for each in stops:
                 await each()
 
+        async def start() -> None:
+            live = await supervisor.resume()
+            log.info("supervisor: %d stored run(s) loaded, %d re-attached",
+                     len(supervisor.runs), live)
+
         return AdminExtensions(
-            runs=SupervisorRpcs(supervisor), stop=stop,
+            runs=SupervisorRpcs(supervisor), stop=stop, start=start,
             burnin=BurninServicer(service, preflight, rendezvous_host=rendezvous_host,
                                   on_judged=burnins.record_evidence))
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,12 +68,7 @@ class LocalFleet:
         self.stop()
 
     def start(self, timeout_s: float = 30.0) -> None:
-        ctl = self._spawn("controller", [
-            PY, "-m", "controller", "serve", "--listen", "127.0.0.1:0",
-            "--db", str(self.workdir / "fleet.db"), "--insecure",
-            "--rendezvous-host", "127.0.0.1", "--run-workdir", str(REPO),
-            *self.controller_args])
-        self.address = self._wait_line(ctl, r"listening on (\S+)", timeout_s)
+        self.address = self._start_controller("controller", "127.0.0.1:0", timeout_s)
         spec = f"{self.sim_spec},inbox={self.inbox}"
         for node in self.nodes:
             state = self.workdir / node
@@ -84,6 +79,32 @@ class LocalFleet:
                 "--workdir", str(REPO)])
         self.wait_for(lambda: len(self.connected()) == len(self.nodes), timeout_s,
                       "every agent to connect")
+
+    def restart_controller(self, *, kill: bool = True, timeout_s: float = 30.0,
+                           while_down: Callable[[], None] | None = None) -> None:
+        """Kill -9 (or stop) the controller and start a new one on the same address and
+        database, calling `while_down` in between; the agents reconnect by themselves."""
+        ctl = next(p for p in self.procs if p.name.startswith("controller"))
+        if kill:
+            os.killpg(ctl.popen.pid, signal.SIGKILL)
+        else:
+            ctl.popen.send_signal(signal.SIGTERM)
+        ctl.popen.wait(15)
+        self.procs.remove(ctl)
+        if while_down is not None:
+            while_down()
+        restarts = sum(1 for p in self.workdir.glob("controller*.log"))
+        self.address = self._start_controller(f"controller-{restarts + 1}", self.address,
+                                              timeout_s)
+
+    def _start_controller(self, name: str, listen: str, timeout_s: float) -> str:
+        ctl = self._spawn(name, [
+            PY, "-m", "controller", "serve", "--listen", listen,
+            "--db", str(self.workdir / "fleet.db"), "--insecure",
+            "--rendezvous-host", "127.0.0.1", "--run-workdir", str(REPO),
+            *self.controller_args])
+        self.procs.insert(0, self.procs.pop())  # stopped last, like the first one
+        return self._wait_line(ctl, r"listening on (\S+)", timeout_s)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

@@ -56,6 +56,7 @@ class AdminExtensions:
     runs: RunRpcs | None = None
     burnin: BurninRpcs | None = None
     stop: Callable[[], Awaitable[None]] | None = None  # called when the controller stops
+    start: Callable[[], Awaitable[None]] | None = None  # called before the server serves
 
 
 class FleetAdminServicer(fleet_pb2_grpc.FleetAdminServicer):

@@ -107,6 +107,8 @@ class Controller:
             agent_link = AgentLinkServicer(service, tls=tls)
             if self._extend is not None:
                 self.extensions = self._extend(service)
+                if self.extensions.start is not None:
+                    await self.extensions.start()
             admin = FleetAdminServicer(service, AdminAuth(settings.operator_tokens, tls=tls),
                                        settings.preflight, self.extensions)
             fleet_pb2_grpc.add_AgentLinkServicer_to_server(  # type: ignore[no-untyped-call]

@@ -365,6 +365,10 @@ class FleetService:
         """Run a read-only query on the reader thread."""
         return await self._reader.call(fn)
 
+    async def write(self, fn: Callable[[FleetStore], T]) -> T:
+        """Run a write on the writer thread (in order with ingest batches)."""
+        return await self._writer.call(fn)
+
     async def node(self, name: str) -> NodeRow:
         """One node; raises UnknownNode."""
         row = await self.read(lambda store: store.node(name))

@@ -12,6 +12,7 @@ from .records import (
     StoredItem,
     TransitionRow,
 )
+from .runs import StoredRun
 from .schema import LATEST_VERSION, SchemaError
 from .store import INITIAL_STATE, FleetStore, StaleState, StoreError
 
@@ -31,5 +32,6 @@ __all__ = [
     "StoreError",
     "StoredBatch",
     "StoredItem",
+    "StoredRun",
     "TransitionRow",
 ]

@@ -90,6 +90,26 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE runs (
+            name TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE TABLE run_steps (
+            run TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            end_at REAL NOT NULL,
+            step_time_s REAL NOT NULL
+        );
+        CREATE INDEX run_steps_by_run ON run_steps (run, end_at);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

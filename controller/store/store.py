@@ -25,6 +25,7 @@ from .records import (
     StoredItem,
     TransitionRow,
 )
+from .runs import RunRows
 from .schema import migrate
 
 INITIAL_STATE = "registered"
@@ -38,7 +39,7 @@ class StaleState(StoreError):
     """A transition's from-state no longer matches the node's stored state."""
 
 
-class FleetStore(StoreReads):
+class FleetStore(StoreReads, RunRows):
     """Typed access to the fleet database."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:

@@ -41,6 +41,7 @@ class RunRecord:
     ended_at: float = 0.0
     master_addr: str = ""
     master_port: int = 0
+    launch_ref: str = ""  # the launcher's handle of the current attempt (a Slurm job id)
     step: int = 0
     loss: float = 0.0
     step_time_s: float = 0.0
@@ -51,6 +52,8 @@ class RunRecord:
     incidents: list[Incident] = field(default_factory=list)
     energy_mj: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     events: list[TimelineEvent] = field(default_factory=list)
+    steps_saved: int = 0  # how many of `steps` are in the store already
+    saved_at: float = 0.0  # when the snapshot was last written
 
     @property
     def name(self) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
 from controller.fleet.lifecycle import IllegalTransition, NodeEvent, NodeState
@@ -39,6 +39,7 @@ from controller.supervisor.decide import (
     find_hangs,
     run_transition,
 )
+from controller.supervisor.keeper import RunKeeper
 from controller.supervisor.ledger import Incident, StepRecord
 from controller.supervisor.placement import (
     Candidate,
@@ -73,6 +74,7 @@ class SupervisorSettings:
     rendezvous_host: str | None = None  # None: the first node's hostname
     workdir: str = ""
     port_range: tuple[int, int] = (20000, 30000)
+    persist_interval_s: float = 5.0  # a running run's snapshot is saved at least this often
 
 
 class Supervisor:
@@ -88,6 +90,10 @@ class Supervisor:
             service, rendezvous_host=settings.rendezvous_host, workdir=settings.workdir,
             directive_timeout_s=settings.directive_timeout_s, port_range=settings.port_range)
         self.runs: dict[str, RunRecord] = {}
+        self.keeper = RunKeeper(service.write, service.read, service.clock.time)
+        # after a (re)start, agents need a moment to reconnect: no decision counts a node
+        # that has not come back yet as gone, until its heartbeat timeout says so
+        self._reconnect_until = service.clock.time() + service.settings.heartbeat_timeout_s
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         service.add_listener(self._on_delivered)
@@ -112,18 +118,50 @@ class Supervisor:
                    f"{len({n.domain for n in placed.nodes})} NVLink domain(s); spares "
                    + ", ".join(f"{d}: {len(s)}" for d, s in sorted(placed.spares.items())))
         self.runs[spec.name] = record
+        await self.keeper.save(record, fresh=True)
         for node in placed.node_names:
             await self._event(node, NodeEvent.ALLOCATED, f"allocated to run {spec.name}")
-        self._wake[spec.name] = asyncio.Event()
         await self._launch(record)
-        self._tasks[spec.name] = asyncio.get_running_loop().create_task(
-            self._monitor(record), name=f"run:{spec.name}")
+        await self.keeper.save(record)
+        self._watch(record)
         return record
+
+    async def resume(self) -> int:
+        """Load the stored runs (call before agents can connect); re-attach to every run that
+        was live when the controller stopped. Returns how many were re-attached."""
+        now = self.service.clock.time()
+        live = 0
+        for record in reversed(await self.keeper.load()):  # oldest first: newest wins a name
+            self.runs[record.name] = record
+            if record.state in TERMINAL:
+                continue
+            live += 1
+            record.log(now, "reattached", f"controller restarted: re-attached to attempt "
+                       f"{record.attempt} ({record.state.value}); last saved "
+                       f"{now - record.saved_at:.1f} s ago, steps in between were not seen")
+            record.last_step_at.clear()
+            if record.state is RunState.RUNNING:  # a fresh hang window from now, per rank
+                record.last_step_at.update(dict.fromkeys(record.node_of_rank(), now))
+            else:
+                record.attempt_started_at = now  # a fresh startup window
+            for node in record.nodes:  # a node that went bad while nobody watched
+                state = self.service.state_of(node)
+                if state is not None and state.value in _BAD_STATES:
+                    record.failures.append(Failure(_BAD_STATES[state.value], node, now,
+                                                   f"node {state.value} at re-attach"))
+            self._watch(record, resuming=True)
+        return live
+
+    def _watch(self, record: RunRecord, resuming: bool = False) -> None:
+        self._wake[record.name] = asyncio.Event()
+        self._tasks[record.name] = asyncio.get_running_loop().create_task(
+            self._monitor(record, resuming), name=f"run:{record.name}")
 
     async def stop_run(self, name: str) -> RunRecord:
         record = self.runs[name]
         if record.state not in TERMINAL:
             await self._finish(record, RunEvent.OPERATOR_STOP, "stopped by the operator")
+            await self.keeper.save(record)
         return record
 
     async def close(self) -> None:
@@ -220,27 +258,77 @@ class Supervisor:
 
     # ------------------------------------------------------------------ the loop
 
-    async def _monitor(self, record: RunRecord) -> None:
+    async def _monitor(self, record: RunRecord, resuming: bool = False) -> None:
         wake = self._wake[record.name]
+        if resuming:
+            await self._guarded(record, self._resume_interrupted(record))
         while record.state not in TERMINAL:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), self.settings.tick_s)
             wake.clear()
             if record.state not in (RunState.STARTING, RunState.RUNNING):
                 continue
-            try:
-                await self._step(record)
-            except Exception as exc:  # the watchdog never dies, and never leaves a run limbo
-                log.exception("supervisor step failed for %s", record.name)
-                record.log(self.service.clock.time(), "error", f"supervisor error: {exc!r}")
-                if _is_restarting(record):  # _step may have moved it on
-                    with contextlib.suppress(Exception):
-                        await self._finish(record, RunEvent.GAVE_UP,
-                                           f"restart failed: {exc!r}", failed=True)
+            before = (record.state, record.attempt)
+            await self._guarded(record, self._step(record))
+            if ((record.state, record.attempt) != before
+                    or self.service.clock.time() - record.saved_at
+                    >= self.settings.persist_interval_s):
+                await self.keeper.save(record)
+            else:
+                await self.keeper.save_steps(record)
+        await self.keeper.save(record)  # the final state (and the last steps)
+
+    async def _guarded(self, record: RunRecord, work: Awaitable[None]) -> None:
+        """Run one piece of supervision; the watchdog never dies, and never leaves a run in
+        limbo (a failed restart ends the run as failed)."""
+        try:
+            await work
+        except Exception as exc:
+            log.exception("supervisor step failed for %s", record.name)
+            record.log(self.service.clock.time(), "error", f"supervisor error: {exc!r}")
+            if _is_restarting(record):  # the work may have moved it on
+                with contextlib.suppress(Exception):
+                    await self._finish(record, RunEvent.GAVE_UP,
+                                       f"restart failed: {exc!r}", failed=True)
+
+    def _not_back_yet(self, record: RunRecord, now: float) -> set[str]:
+        """The run's nodes and spares that have not reconnected since this controller started,
+        while their reconnect grace lasts (empty after it)."""
+        if now >= self._reconnect_until:
+            return set()
+        names = set(record.nodes).union(*record.placement.spares.values())
+        return {n for n in names if not self.service.connected(n)
+                and self.service.state_of(n) not in (NodeState.DRAINED, NodeState.UNREACHABLE)}
+
+    async def _resume_interrupted(self, record: RunRecord) -> None:
+        """Finish what the previous controller left half-done: a run stored before its launch
+        is launched; one stored mid-restart is stopped and relaunched from its failures."""
+        if record.state in (RunState.PENDING, RunState.RESTARTING):
+            while self._not_back_yet(record, self.service.clock.time()):
+                await asyncio.sleep(self.settings.tick_s)
+        if record.state is RunState.PENDING:
+            await self._stop_ranks(record)
+            await self._launch(record)
+        elif record.state is RunState.RESTARTING:
+            await self._stop_ranks(record)
+            decision = decide(self._view(record, await self._usable_spares(record.placement)))
+            if isinstance(decision, GiveUp):
+                await self._finish(record, RunEvent.FAILURE, decision.reason, failed=True)
+            else:
+                await self._relaunch(record, decision if isinstance(decision, Restart)
+                                     else Restart(Failure(FailureKind.RANK_EXIT, "", 0.0, "")))
+        await self.keeper.save(record)
 
     async def _step(self, record: RunRecord) -> None:
         await self.backend.poll(record)
         now = self.service.clock.time()
+        away = self._not_back_yet(record, now)
+        if away:
+            for rank, node in record.node_of_rank().items():  # it cannot report: not a hang
+                if node in away and rank in record.last_step_at:
+                    record.last_step_at[rank] = now
+            if record.failures:
+                return  # decide once the run's nodes and spares are back (or given up on)
         hung = {f.rank for f in record.failures if f.kind is FailureKind.RANK_HANG}
         hangs = (find_hangs(record.last_step_at, record.node_of_rank(),
                             record.attempt_started_at, now, record.spec.hang_timeout_s,
@@ -249,12 +337,8 @@ class Supervisor:
         for hang in hangs:
             if hang.rank not in hung:
                 record.failures.append(hang)
-        decision = decide(RunView(
-            attempt=record.attempt, restarts_used=record.restarts,
-            restart_budget=record.spec.restart_budget, world_size=record.spec.world_size,
-            nodes=record.nodes, domain_of=record.domain_of,
-            spares=await self._usable_spares(record.placement) if record.failures else {},
-            failures=tuple(record.failures), exited_ok=frozenset(record.exited_ok)))
+        decision = decide(self._view(
+            record, await self._usable_spares(record.placement) if record.failures else {}))
         if isinstance(decision, Continue):
             return
         if isinstance(decision, Complete):
@@ -264,6 +348,14 @@ class Supervisor:
             await self._finish(record, RunEvent.FAILURE, decision.reason, failed=True)
         elif isinstance(decision, Restart):
             await self._restart(record, decision)
+
+    @staticmethod
+    def _view(record: RunRecord, spares: Mapping[str, Sequence[str]]) -> RunView:
+        return RunView(
+            attempt=record.attempt, restarts_used=record.restarts,
+            restart_budget=record.spec.restart_budget, world_size=record.spec.world_size,
+            nodes=record.nodes, domain_of=record.domain_of, spares=spares,
+            failures=tuple(record.failures), exited_ok=frozenset(record.exited_ok))
 
     async def _restart(self, record: RunRecord, d: Restart) -> None:
         now = self.service.clock.time()
@@ -278,6 +370,12 @@ class Supervisor:
         record.log(now, "failure", f"root cause: {record.reason}"
                    + (f" (evidence {root.evidence_id})" if root.evidence_id else "")
                    + f"; detected {now - root.at:.2f} s after the fault", root.node)
+        await self.keeper.save(record)  # a controller restart from here redoes the restart
+        await self._relaunch(record, d)
+
+    async def _relaunch(self, record: RunRecord, d: Restart) -> None:
+        """Stop every rank, take the implicated nodes out, swap in the spares, launch again."""
+        now = self.service.clock.time()
         record.log(self.service.clock.time(), "stop",
                    f"stopping every rank on {len(record.nodes)} node(s)")
         stopped = await self._stop_ranks(record)

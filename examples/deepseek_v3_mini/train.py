@@ -87,6 +87,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m examples.deepseek_v3_mini.train")
@@ -102,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ep-size", type=_positive, default=1, help="expert-parallel group size")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--pg-timeout-s", type=float, default=300.0, help="collective timeout")
+    p.add_argument("--min-step-s", type=_non_negative_float, default=0.0,
+                   help="pad every step to at least this long (a bigger model's pace, for "
+                        "tests and demos that need time between steps)")
     faults = p.add_argument_group("fault injection (tests)")
     faults.add_argument("--fail-at-step", type=_positive, help="--fail-rank exits 17 here")
     faults.add_argument("--hang-at-step", type=_positive, help="--fail-rank sleeps here")
@@ -215,6 +225,8 @@ def train(args: argparse.Namespace, env: LaunchEnv, cfg: ModelConfig) -> int:
         t0 = time.perf_counter()
         tokens = data.batch(step, env.rank).to(par.device)
         loss = train_step(model, optimizer, par, tokens)
+        if args.min_step_s:
+            time.sleep(max(0.0, args.min_step_s - (time.perf_counter() - t0)))
         step_time = time.perf_counter() - t0
         if env.rank == 0:
             line = {"step": step, "loss": loss, "step_time_s": round(step_time, 6)}

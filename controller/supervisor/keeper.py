@@ -1,0 +1,90 @@
+"""Keeps the supervisor's runs in the fleet database (snapshot + appended steps), and reads
+them back when the controller starts. IO only; the format is `persist`'s."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from controller.store import FleetStore, StoredRun
+from controller.supervisor.ledger import StepRecord
+from controller.supervisor.persist import CorruptRunRecord, record_from_json, record_to_json
+from controller.supervisor.record import RunRecord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+StoreCall = Callable[[Callable[[FleetStore], T]], Awaitable[T]]
+
+
+class RunKeeper:
+    """Saves run records through the store's writer thread; loads them through its reader."""
+
+    def __init__(self, write: StoreCall[None], read: StoreCall[list[StoredRun]],
+                 clock_time: Callable[[], float], keep: int = 100) -> None:
+        self._write = write
+        self._read = read
+        self._time = clock_time
+        self.keep = keep  # how many of the most recent runs are loaded at start
+        self.failures = 0
+        self._lock = asyncio.Lock()  # saves of one run never interleave (steps go in once)
+
+    async def save(self, record: RunRecord, fresh: bool = False) -> bool:
+        """Write the snapshot and the steps not stored yet; False (logged) if the store failed:
+        the run goes on, and the next save carries what this one missed."""
+        async with self._lock:
+            return await self._save(record, fresh)
+
+    async def save_steps(self, record: RunRecord) -> bool:
+        """Append the steps not stored yet (cheap: called every supervisor tick)."""
+        async with self._lock:
+            return await self._save_steps(record)
+
+    async def _save(self, record: RunRecord, fresh: bool) -> bool:
+        now = self._time()
+        text = record_to_json(record)
+        new = [(s.attempt, s.step, s.end_at, s.step_time_s)
+               for s in record.steps[record.steps_saved:]]
+        name, state, created = record.name, record.state.value, record.created_at
+        try:
+            await self._write(lambda store: store.save_run(
+                name, state, created, now, text, new, fresh=fresh))
+        except Exception:
+            self.failures += 1
+            log.exception("could not save run %s", name)
+            return False
+        record.steps_saved += len(new)
+        record.saved_at = now
+        return True
+
+    async def _save_steps(self, record: RunRecord) -> bool:
+        new = [(s.attempt, s.step, s.end_at, s.step_time_s)
+               for s in record.steps[record.steps_saved:]]
+        if not new:
+            return True
+        name = record.name
+        try:
+            await self._write(lambda store: store.append_run_steps(name, new))
+        except Exception:
+            self.failures += 1
+            log.exception("could not save the steps of run %s", name)
+            return False
+        record.steps_saved += len(new)
+        return True
+
+    async def load(self) -> list[RunRecord]:
+        """The most recent stored runs (a record that cannot be read back is logged, skipped)."""
+        rows = await self._read(lambda store: store.stored_runs(limit=self.keep))
+        out = []
+        for row in rows:
+            try:
+                record = record_from_json(
+                    row.record, [StepRecord(*s) for s in row.steps], row.name)
+            except CorruptRunRecord as exc:
+                log.error("%s", exc)
+                continue
+            record.steps_saved = len(record.steps)
+            record.saved_at = row.updated_at
+            out.append(record)
+        return out

@@ -1,0 +1,120 @@
+"""A run record as JSON, and back: what the supervisor keeps in SQLite so a controller restart
+re-attaches to its runs instead of forgetting them.
+
+Pure functions. The snapshot holds everything but the step history (steps are appended to their
+own table as they arrive, so a long run never rewrites them). Energy series are thinned to a
+fixed total budget of points (first and last sample of every series kept, so total energy stays
+exact; the productive/lost split between kept samples is interpolated). Transient per-attempt
+observations (last step time per rank) are not kept: a re-attached run gets a fresh hang window.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from controller.supervisor.decide import Failure, FailureKind, RunState
+from controller.supervisor.ledger import Incident, StepRecord
+from controller.supervisor.placement import NodePlacement, Placement, RankSlot
+from controller.supervisor.record import RunRecord, TimelineEvent
+from controller.supervisor.spec import RunSpec
+
+FORMAT = 1
+ENERGY_POINTS_BUDGET = 100_000  # across all series of one run
+MAX_POINTS_PER_SERIES = 256
+
+
+class CorruptRunRecord(ValueError):
+    """A stored run record that cannot be read back (names the run and what is wrong)."""
+
+
+def record_to_json(record: RunRecord) -> str:
+    """The record's snapshot (without its step history)."""
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "spec": {**asdict(record.spec), "command": list(record.spec.command),
+                 "env": dict(record.spec.env)},
+        "placement": {"nodes": [asdict(n) for n in record.placement.nodes],
+                      "spares": {d: list(s) for d, s in record.placement.spares.items()}},
+        "domain_of": {n: record.domain_of[n] for n in _relevant_nodes(record)
+                      if n in record.domain_of},
+        "created_at": record.created_at, "state": record.state.value,
+        "attempt": record.attempt, "restarts": record.restarts, "reason": record.reason,
+        "attempt_started_at": record.attempt_started_at, "ended_at": record.ended_at,
+        "master_addr": record.master_addr, "master_port": record.master_port,
+        "launch_ref": record.launch_ref,
+        "step": record.step, "loss": record.loss, "step_time_s": record.step_time_s,
+        "exited_ok": sorted(record.exited_ok),
+        "failures": [{**asdict(f), "kind": f.kind.value} for f in record.failures],
+        "incidents": [asdict(i) for i in record.incidents],
+        "energy_mj": thin_energy(record.energy_mj),
+        "events": [asdict(e) for e in record.events],
+    }
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
+
+
+def record_from_json(text: str, steps: Sequence[StepRecord] = (), name: str = "?") -> RunRecord:
+    """Rebuild a record from its snapshot and its step history; CorruptRunRecord if unreadable."""
+    try:
+        doc = json.loads(text)
+        if doc.get("format") != FORMAT:
+            raise ValueError(f"unknown snapshot format {doc.get('format')!r}")
+        spec_doc = dict(doc["spec"])
+        spec = RunSpec(**{**spec_doc, "command": tuple(spec_doc["command"]),
+                          "env": dict(spec_doc["env"])})
+        record = RunRecord(spec, _placement(doc["placement"]), dict(doc["domain_of"]),
+                           float(doc["created_at"]))
+        record.state = RunState(doc["state"])
+        record.attempt, record.restarts = int(doc["attempt"]), int(doc["restarts"])
+        record.reason = str(doc["reason"])
+        record.attempt_started_at = float(doc["attempt_started_at"])
+        record.ended_at = float(doc["ended_at"])
+        record.master_addr, record.master_port = str(doc["master_addr"]), int(doc["master_port"])
+        record.launch_ref = str(doc.get("launch_ref", ""))
+        record.step, record.loss = int(doc["step"]), float(doc["loss"])
+        record.step_time_s = float(doc["step_time_s"])
+        record.exited_ok = {int(r) for r in doc["exited_ok"]}
+        record.failures = [Failure(**{**f, "kind": FailureKind(f["kind"])})
+                           for f in doc["failures"]]
+        record.incidents = [Incident(**i) for i in doc["incidents"]]
+        record.energy_mj = {src: [(float(t), float(e)) for t, e in pts]
+                            for src, pts in doc["energy_mj"].items()}
+        record.events = [TimelineEvent(**e) for e in doc["events"]]
+        record.steps = list(steps)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptRunRecord(f"stored run {name!r} cannot be read back: {exc!r}") from exc
+    return record
+
+
+def thin_energy(energy: Mapping[str, Sequence[tuple[float, float]]],
+                budget: int = ENERGY_POINTS_BUDGET,
+                per_series: int = MAX_POINTS_PER_SERIES) -> dict[str, list[list[float]]]:
+    """Every series cut to an even spread of at most `cap` points, keeping both ends."""
+    cap = max(2, min(per_series, budget // max(1, len(energy))))
+    return {src: [[t, e] for t, e in _spread(points, cap)] for src, points in energy.items()}
+
+
+def _spread(points: Sequence[tuple[float, float]], cap: int) -> list[tuple[float, float]]:
+    if len(points) <= cap:
+        return list(points)
+    last = len(points) - 1
+    picks = sorted({round(i * last / (cap - 1)) for i in range(cap)})
+    return [points[i] for i in picks]
+
+
+def _relevant_nodes(record: RunRecord) -> set[str]:
+    names = set(record.nodes)
+    for spares in record.placement.spares.values():
+        names.update(spares)
+    names.update(f.node for f in record.failures)
+    return names
+
+
+def _placement(doc: Mapping[str, Any]) -> Placement:
+    nodes = tuple(
+        NodePlacement(str(n["node"]), str(n["domain"]), int(n["ep_group"]),
+                      tuple(RankSlot(**slot) for slot in n["ranks"]))
+        for n in doc["nodes"])
+    return Placement(nodes, {str(d): tuple(s) for d, s in doc["spares"].items()})

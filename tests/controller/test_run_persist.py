@@ -1,0 +1,123 @@
+"""Run records survive a controller restart: the snapshot format (pure) and the SQLite rows."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.store import FleetStore
+from controller.supervisor.decide import Failure, FailureKind, RunState
+from controller.supervisor.ledger import Incident, StepRecord
+from controller.supervisor.persist import (
+    CorruptRunRecord,
+    record_from_json,
+    record_to_json,
+    thin_energy,
+)
+from controller.supervisor.placement import Candidate, Layout, Placement, place
+from controller.supervisor.record import RunRecord
+from controller.supervisor.spec import RunSpec
+
+
+def _record() -> RunRecord:
+    candidates = [Candidate(f"n{d}{t}", f"dom{d}", 2, {0: "mlx5_0", 1: "mlx5_1"})
+                  for d in range(2) for t in range(3)]
+    placed = place(candidates, Layout(world_size=8, ranks_per_node=2, ep_size=4,
+                                      spares_per_domain=1))
+    assert isinstance(placed, Placement)
+    spec = RunSpec(name="mini", command=("python", "-m", "train", "--steps", "{steps}"),
+                   ranks_per_node=2, world_size=8, ep_size=4, checkpoint_dir="ckpt", steps=30,
+                   tokens_per_step=4096, spares_per_domain=1, env={"NCCL_DEBUG": "WARN"})
+    domain_of = {c.name: c.domain for c in candidates} | {"elsewhere": "dom9"}
+    record = RunRecord(spec, placed, domain_of, created_at=100.0)
+    record.state, record.attempt, record.restarts = RunState.RESTARTING, 2, 1
+    record.reason = "rank_exit on n00: rank 1 exited with 17"
+    record.master_addr, record.master_port, record.launch_ref = "10.0.0.1", 29500, "job-7"
+    record.step, record.loss, record.step_time_s = 12, 2.5, 0.25
+    record.exited_ok = {3, 1}
+    record.failures = [Failure(FailureKind.NODE_FATAL, "n00", 130.0, "XID 79", evidence_id="9")]
+    record.incidents = [Incident(110.0, 110.5, 113.0), Incident(130.0, 130.2, None)]
+    record.steps = [StepRecord(1, s, 100.0 + s, 0.25) for s in range(1, 13)]
+    record.energy_mj = {"n00/gpu0": [(100.0 + i, 1000.0 * i) for i in range(1000)]}
+    record.log(101.0, "placed", "6 nodes", "n00")
+    return record
+
+
+def test_a_record_round_trips_through_its_snapshot() -> None:
+    record = _record()
+    back = record_from_json(record_to_json(record), record.steps, "mini")
+    assert back.spec == record.spec and back.placement == record.placement
+    for name in ("state", "attempt", "restarts", "reason", "master_addr", "master_port",
+                 "launch_ref", "step", "loss", "step_time_s", "exited_ok", "failures",
+                 "incidents", "events", "steps", "created_at", "attempt_started_at"):
+        assert getattr(back, name) == getattr(record, name), name
+    # only the nodes the run can name are kept, not the whole fleet's domain map
+    assert "elsewhere" not in back.domain_of and back.domain_of["n00"] == "dom0"
+    # the ledger's time account does not change; energy total is exact, the split close
+    a, b = record.ledger(200.0), back.ledger(200.0)
+    assert (a.productive_s, a.detection_s, a.restart_s) == (b.productive_s, b.detection_s,
+                                                           b.restart_s)
+    assert a.energy_j == b.energy_j
+    assert a.productive_energy_j == pytest.approx(b.productive_energy_j, rel=1e-6)
+
+
+def test_energy_is_thinned_to_a_budget_keeping_both_ends() -> None:
+    series = {f"n{i}/gpu0": [(float(t), t * 10.0) for t in range(500)] for i in range(8)}
+    thin = thin_energy(series, budget=400, per_series=256)
+    assert all(len(points) == 50 for points in thin.values())
+    for points in thin.values():
+        assert points[0] == [0.0, 0.0] and points[-1] == [499.0, 4990.0]
+        assert [p[0] for p in points] == sorted(p[0] for p in points)
+    assert thin_energy({"a": [(1.0, 2.0)]}) == {"a": [[1.0, 2.0]]}
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda d: d.update(format=99), "format"),
+    (lambda d: d.update(state="exploded"), "exploded"),
+    (lambda d: d["spec"].pop("name"), "name"),
+    (lambda d: d.update(failures=[{"kind": "meteor"}]), "meteor"),
+])
+def test_an_unreadable_snapshot_is_a_clear_error(mutate: Callable[[dict[str, Any]], object],
+                                                 needle: str) -> None:
+    doc = json.loads(record_to_json(_record()))
+    mutate(doc)
+    with pytest.raises(CorruptRunRecord, match="stored run 'mini'") as err:
+        record_from_json(json.dumps(doc), name="mini")
+    assert needle in str(err.value)
+    with pytest.raises(CorruptRunRecord):
+        record_from_json("{not json", name="mini")
+
+
+def test_the_store_keeps_snapshots_and_appends_steps(tmp_path: Path) -> None:
+    store = FleetStore.open(tmp_path / "fleet.db")
+    store.save_run("mini", "running", 1.0, 2.0, '{"v":1}', [(1, 1, 1.5, 0.5)], fresh=True)
+    store.append_run_steps("mini", [(1, 2, 2.0, 0.5), (1, 3, 2.5, 0.5)])
+    store.save_run("mini", "completed", 1.0, 3.0, '{"v":2}', [(1, 4, 3.0, 0.5)])
+    store.save_run("other", "failed", 0.5, 1.0, '{"v":3}')
+    runs = store.stored_runs()
+    assert [r.name for r in runs] == ["mini", "other"]  # newest first
+    assert runs[0].state == "completed" and runs[0].record == '{"v":2}'
+    assert [s[1] for s in runs[0].steps] == [1, 2, 3, 4]
+    assert [r.name for r in store.stored_runs(states=["failed"])] == ["other"]
+    # a new run under the same name starts a fresh history
+    store.save_run("mini", "starting", 5.0, 5.0, '{"v":4}', fresh=True)
+    assert store.stored_runs(limit=1)[0].steps == ()
+    store.close()
+    again = FleetStore.open(tmp_path / "fleet.db", readonly=True)
+    assert {r.name for r in again.stored_runs()} == {"mini", "other"}
+    again.close()
+
+
+def test_a_failed_save_leaves_the_previous_snapshot_whole(tmp_path: Path) -> None:
+    store = FleetStore.open(tmp_path / "fleet.db")
+    store.save_run("mini", "running", 1.0, 2.0, '{"v":1}', [(1, 1, 1.5, 0.5)])
+    with pytest.raises(sqlite3.Error):
+        store.save_run("mini", "running", 1.0, 3.0, '{"v":2}', [(1, 2)])  # type: ignore[list-item]
+    (run,) = store.stored_runs()
+    assert run.record == '{"v":1}' and len(run.steps) == 1
+    store.close()

@@ -10,8 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from agent.checks.xid import check_xid_history
 from agent.clock import SystemClock
-from agent.model import Severity
+from agent.gpu.xid_parse import XidHistory
+from agent.model import NodeReport, Severity
 from agent.node_setup import open_sources
 from agent.policy import PolicyError, load_policy
 from agent.render import report_json, report_tables
@@ -27,6 +29,13 @@ NodeOpt = Annotated[str | None, typer.Option("--node", envvar="GPUFLEET_NODE",
                                              help="Node name (default: hostname).")]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", envvar="GPUFLEET_POLICY",
                                                 help="Operator policy TOML overriding defaults.")]
+
+
+XID_LOOKBACK_S = 3600.0
+"""Default look back of `check` into the kernel log: a check run by hand or by Slurm
+(HealthCheckInterval=300 in deploy/slurm) sees an XID of the last hour; /dev/kmsg holds this
+boot only, so a reboot (XID 79's remedy) clears it, a GPU reset does not (see the README)."""
+MAX_XID_LOOKBACK_S = 30 * 86400.0
 
 
 @app.callback()
@@ -46,19 +55,31 @@ def check(
     window: Annotated[float, typer.Option(
         "--window", min=0.0, max=3600.0,
         help="Watch this many seconds before judging: XIDs meanwhile count, rates over it.")] = 0.0,
+    xid_lookback: Annotated[float, typer.Option(
+        "--xid-lookback", envvar="GPUFLEET_XID_LOOKBACK",
+        help="Also judge XIDs the kernel log recorded this many seconds before the check; "
+             "0 = only new ones.")] = XID_LOOKBACK_S,
+    kernel_log: Annotated[Path | None, typer.Option(
+        "--kernel-log", envvar="GPUFLEET_KERNEL_LOG",
+        help="Read XIDs from this file (timestamped lines, e.g. journalctl -k -o short-iso) "
+             "instead of /dev/kmsg.")] = None,
     policy: PolicyOpt = None,
     simulate: SimulateOpt = None,
     node: NodeOpt = None,
 ) -> None:
     """One-shot verdict of this node. Exit 0 OK, 1 WARN, 2 CRITICAL, 3 UNKNOWN (Nagios)."""
     clock = SystemClock()
+    if not 0 <= xid_lookback <= MAX_XID_LOOKBACK_S:  # also refuses nan
+        raise _fail(Severity.UNKNOWN.exit_code, "--xid-lookback must be between 0 and "
+                    f"{MAX_XID_LOOKBACK_S:.0f} seconds, got {xid_lookback}")
     try:
         loaded = load_policy(policy)
     except PolicyError as exc:
         raise _fail(Severity.UNKNOWN.exit_code, str(exc)) from exc
     try:
         sources = open_sources(simulate, node, clock, nvml=(ctx.obj or {}).get("nvml"),
-                               policy=loaded)
+                               policy=loaded, xid_lookback_s=xid_lookback,
+                               kernel_log=str(kernel_log) if kernel_log else None)
     except ValueError as exc:
         raise _fail(Severity.UNKNOWN.exit_code, str(exc)) from exc
     try:
@@ -66,11 +87,22 @@ def check(
                          sources.host_reader).observe(window)
     finally:
         sources.backend.close()
+    history = sources.kernel_log.history if sources.kernel_log is not None else None
+    report = _with_xid_history(report, history)
     if json_out:
-        print(json.dumps(report_json(report, window), indent=2, default=str))
+        print(json.dumps(report_json(report, window, history.lookback_s if history else None),
+                         indent=2, default=str))
     else:
         Console(emoji=False, highlight=False).print(report_tables(report))
     raise typer.Exit(report.verdict.exit_code)
+
+
+def _with_xid_history(report: NodeReport, history: XidHistory | None) -> NodeReport:
+    """The report plus what the kernel-log look back could not see (its XIDs are in the sample)."""
+    if history is None:
+        return report
+    notes = check_xid_history(history.lookback_s, history.error, history.undated)
+    return NodeReport(report.sample, report.findings + tuple(notes))
 
 
 @app.command()

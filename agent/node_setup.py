@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.clock import Clock
 from agent.collect import HostReader
 from agent.gpu.backend import GpuBackend
 from agent.policy import Policy
+
+if TYPE_CHECKING:
+    from agent.gpu.xid import KernelLogXidScanner
 
 
 @dataclass
@@ -22,12 +25,16 @@ class NodeSources:
     sku: str | None = None
     nvlink_domain: str = ""
     rack: str = ""
+    kernel_log: KernelLogXidScanner | None = None  # its `history` after a lookback
 
 
 def open_sources(simulate: str | None, node: str | None, clock: Clock,
-                 nvml: Any = None, policy: Policy | None = None) -> NodeSources:
+                 nvml: Any = None, policy: Policy | None = None, *,
+                 kernel_log: str | None = None, xid_lookback_s: float = 0.0) -> NodeSources:
     """Build the sources. Raises ValueError with every problem of a bad simulation spec.
-    `nvml` replaces the `pynvml` module (the test seam); None loads the real one."""
+    `nvml` replaces the `pynvml` module (the test seam); None loads the real one. XIDs are also
+    read from `kernel_log` (default /dev/kmsg, none with an injected `nvml`), from its end, or
+    first from `xid_lookback_s` seconds back when > 0 (the one-shot check; never the daemon)."""
     if simulate:
         from agent.gpu.simulated import build_simulated_backend, parse_sim_spec
 
@@ -39,12 +46,16 @@ def open_sources(simulate: str | None, node: str | None, clock: Clock,
             sku=spec.sku, nvlink_domain=topo.nvlink_domain, rack=topo.rack,
         )
     from agent.gpu.nvml_backend import NvmlBackend
-    from agent.gpu.xid import KMSG_PATH as KMSG
+    from agent.gpu.xid import KMSG_PATH, KernelLogXidScanner
     from agent.host.reader import HostReader as SysHostReader
 
-    backend = NvmlBackend(nvml=nvml, clock=clock, kernel_log=None if nvml is not None else KMSG)
+    path = kernel_log or (None if nvml is not None else KMSG_PATH)
+    scanner = None if path is None else KernelLogXidScanner(
+        clock, path, lookback_s=xid_lookback_s if xid_lookback_s > 0 else None)
+    backend = NvmlBackend(nvml=nvml, clock=clock, kernel_log=scanner)
     return NodeSources(name=node or socket.gethostname(), backend=backend,
-                       host_reader=SysHostReader(required_services=_services(backend, policy)))
+                       host_reader=SysHostReader(required_services=_services(backend, policy)),
+                       kernel_log=scanner)
 
 
 def _services(backend: GpuBackend, policy: Policy | None) -> tuple[str, ...]:

@@ -25,8 +25,11 @@ def gpu_json(gpu: GpuSample) -> dict[str, Any]:
     }
 
 
-def report_json(report: NodeReport, window_s: float = 0.0) -> dict[str, Any]:
-    """`gpufleet-agent check --json`: design.md's shape, with a few extra keys."""
+def report_json(
+    report: NodeReport, window_s: float = 0.0, xid_lookback_s: float | None = None
+) -> dict[str, Any]:
+    """`gpufleet-agent check --json`: design.md's shape, with a few extra keys
+    (`xid_lookback_s`: how far back the kernel log was read; null when it was not)."""
     sample = report.sample
     return {
         "hostname": sample.hostname,
@@ -34,6 +37,7 @@ def report_json(report: NodeReport, window_s: float = 0.0) -> dict[str, Any]:
         "action": report.action.value,
         "checked_at": sample.timestamp,
         "window_s": window_s,
+        "xid_lookback_s": xid_lookback_s,
         "driver_version": sample.system.driver_version,
         "cuda_driver_version": sample.system.cuda_driver_version,
         "gpus": [gpu_json(g) for g in sample.gpus],

@@ -9,6 +9,9 @@ CONTACT_SUPPORT -> service, NVLink workflows -> reset_gpu). Rows the sources lea
 XIDs 144-150 are decoded by intrinfo in NVIDIA's sheet; without it they are judged as fatal (as
 NVSentinel does). An XID not in the catalog WARNs.
 The operator can change any entry with an `[xid.N]` policy section.
+An XID older than `AGE_SHOWN_AFTER_S` at the sweep (one the one-shot check found by looking back
+in the kernel log) says how long ago it happened; `check_xid_history` explains a look back that
+could not see everything.
 """
 
 from __future__ import annotations
@@ -128,6 +131,21 @@ def rule_for(xid: int, policy: Policy) -> XidRule:
     )
 
 
+AGE_SHOWN_AFTER_S = 60.0
+"""A daemon sweep's XIDs are seconds old; older ones come from a look back and show their age."""
+
+
+def duration_text(seconds: float) -> str:
+    """"45 s", "12 min", "5.5 h", "3.0 days": a span as an SRE reads it."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def check_xid(sample: NodeSample, previous: NodeSample | None, policy: Policy) -> list[Finding]:
     """One finding per (GPU, XID) among the XIDs that arrived since the previous sweep."""
     if not sample.xid_events:
@@ -139,15 +157,26 @@ def check_xid(sample: NodeSample, previous: NodeSample | None, policy: Policy) -
         if gpu is None and (key := _bus_key(event.pci_bus_id)) is not None:
             gpu = by_bus.get(key)
         groups.setdefault((gpu, event.xid), []).append(event)
-    return [_judge(gpu, xid, events, policy) for (gpu, xid), events in groups.items()]
+    return [
+        _judge(gpu, xid, events, policy, sample.timestamp)
+        for (gpu, xid), events in groups.items()
+    ]
 
 
-def _judge(gpu: int | None, xid: int, events: list[XidEvent], policy: Policy) -> Finding:
+def _judge(
+    gpu: int | None, xid: int, events: list[XidEvent], policy: Policy, now: float
+) -> Finding:
     rule = rule_for(xid, policy)
+    bus = events[0].pci_bus_id
     where = f"GPU {gpu}" if gpu is not None else "A GPU of this node"
+    where += f" ({bus})" if bus else ""
     name = f" {rule.mnemonic}" if rule.mnemonic else ""
     times = f" ({len(events)} times)" if len(events) > 1 else ""
-    message = f"{where}: XID {xid}{name}{times}: {rule.meaning}."
+    last = max(e.timestamp for e in events)
+    age = max(0.0, now - last)
+    aged = age >= AGE_SHOWN_AFTER_S
+    ago = f", {'last ' if times else ''}{duration_text(age)} ago" if aged else ""
+    message = f"{where}: XID {xid}{name}{times}{ago}: {rule.meaning}."
     if rule.severity is not Severity.OK:
         message += " " + _TODO[rule.action]
     return finding(
@@ -160,10 +189,35 @@ def _judge(gpu: int | None, xid: int, events: list[XidEvent], policy: Policy) ->
         mnemonic=rule.mnemonic or None,
         count=len(events),
         first_timestamp=min(e.timestamp for e in events),
-        last_timestamp=max(e.timestamp for e in events),
+        last_timestamp=last,
         source=",".join(sorted({e.source for e in events})),
-        pci_bus_id=events[0].pci_bus_id,
+        pci_bus_id=bus,
+        **({"age_s": round(age, 1)} if aged else {}),
     )
+
+
+def check_xid_history(lookback_s: float, error: str, undated: int) -> list[Finding]:
+    """Informational findings (never an alarm) on a kernel-log look back of `lookback_s` seconds
+    that could not see everything: the log was unreadable (`error`), or `undated` XID lines had
+    no timestamp to tell their age by."""
+    span = duration_text(lookback_s)
+    out: list[Finding] = []
+    if error:
+        out.append(finding(
+            "kernel_log", Severity.OK,
+            f"The kernel log could not be read ({error}): XIDs of the last {span} before this "
+            "check were not looked at (NVML and the GPU counters were). Run it as root, or give "
+            "--kernel-log a readable copy (journalctl -k -o short-iso).",
+            error=error, lookback_s=lookback_s,
+        ))
+    if undated:
+        out.append(finding(
+            "kernel_log", Severity.OK,
+            f"{undated} XID line(s) in the kernel log carry no timestamp this agent can read, so "
+            f"their age is unknown and they were not judged (looking back {span}).",
+            undated=undated, lookback_s=lookback_s,
+        ))
+    return out
 
 
 def _bus_key(bus_id: str | None) -> tuple[int, int, int] | None:

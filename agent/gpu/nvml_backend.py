@@ -47,7 +47,7 @@ class NvmlBackend:
         clock: Clock | None = None,
         *,
         watch_xid: bool = True,
-        kernel_log: str | None = KMSG_PATH,
+        kernel_log: str | KernelLogXidScanner | None = KMSG_PATH,
         kernel_log_from_start: bool = False,
         xid_wait_ms: int = 500,
         dedup_window_s: float = 5.0,
@@ -72,10 +72,10 @@ class NvmlBackend:
         self._static_system: dict[str, str] = {}
         self._watcher: NvmlXidWatcher | None = None
         self._unmatched: list[XidEvent] = []
-        self._scanner = (
+        self._scanner = (  # a scanner given (e.g. with a lookback) is owned and closed here
             KernelLogXidScanner(self._clock, kernel_log, from_start=kernel_log_from_start)
-            if kernel_log is not None
-            else None
+            if isinstance(kernel_log, str)
+            else kernel_log
         )
         self._ensure_ready()
 

@@ -128,15 +128,24 @@ def run(
         help="Plaintext to a loopback controller (refused otherwise).")] = False,
     state_dir: Annotated[Path | None, typer.Option(
         "--state-dir", envvar="GPUFLEET_STATE_DIR",
-        help="Where rank logs and the progress socket live.")] = None,
+        help="Where rank logs (and, without systemd, the progress socket) live.")] = None,
     workdir: Annotated[Path | None, typer.Option(
         "--workdir", envvar="GPUFLEET_WORKDIR", help="Working directory of burn-ins.")] = None,
+    progress_socket: Annotated[Path | None, typer.Option(
+        "--progress-socket", envvar="GPUFLEET_PROGRESS_SOCKET",
+        help="The ranks' progress socket, also for ranks the agent did not start (Slurm). "
+             "Default: $RUNTIME_DIRECTORY/progress.sock, else in --state-dir.")] = None,
+    progress_socket_group: Annotated[str | None, typer.Option(
+        "--progress-socket-group", envvar="GPUFLEET_PROGRESS_SOCKET_GROUP",
+        help="Group that may report progress (the socket is mode 0660).")] = None,
 ) -> None:
     """The node daemon: sweeps, /metrics, controller stream, directives."""
     from agent.run_command import RunOptions, option_problems, run_daemon
 
     options = RunOptions(controller, node, metrics_listen, spool, simulate, interval, tls_cert,
-                         tls_key, tls_ca, insecure, state_dir, workdir)
+                         tls_key, tls_ca, insecure, state_dir, workdir,
+                         progress_socket=progress_socket,
+                         progress_socket_group=progress_socket_group)
     problems = option_problems(options)
     try:
         loaded = load_policy(policy)

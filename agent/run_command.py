@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import grp
 import ipaddress
+import os
 import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +26,9 @@ from agent.link.spool import Spool
 from agent.link.types import NodeIdentity
 from agent.node_setup import NodeSources, open_sources
 from agent.policy import Policy
-from agent.ranks.progress import ProgressListener
+from agent.ranks.progress import ProgressListener, ProgressListenerError
 from agent.ranks.runner import RankRunner
+from agent.ranks.senders import SenderPins
 from agent.sweep import Sweeper
 
 
@@ -42,6 +46,31 @@ class RunOptions:
     insecure: bool
     state_dir: Path | None
     workdir: Path | None
+    progress_socket: Path | None = None  # None: $RUNTIME_DIRECTORY, else the state dir
+    progress_socket_group: str | None = None  # group allowed to report (socket mode 0660)
+
+
+PROGRESS_SOCKET_NAME = "progress.sock"
+PROGRESS_SOCKET_MODE = 0o660
+
+
+def progress_socket_path(o: RunOptions, state_dir: Path, environ: Mapping[str, str]) -> Path:
+    """Where the standing progress socket lives: the flag, else systemd's runtime directory
+    (`RUNTIME_DIRECTORY`, its first entry), else the state directory."""
+    if o.progress_socket is not None:
+        return o.progress_socket
+    runtime = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    return (Path(runtime) if runtime else state_dir) / PROGRESS_SOCKET_NAME
+
+
+def group_id(name: str) -> int:
+    """The gid of a group name or number; ValueError when there is no such group."""
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ValueError(f"no such group {name!r}") from None
 
 
 def split_hostport(text: str) -> tuple[str, int]:
@@ -86,7 +115,30 @@ def option_problems(o: RunOptions) -> list[str]:
             problems.append(f"--insecure is refused for a non-loopback controller ({host})")
         if tls and (o.tls_cert is None or o.tls_key is None):
             problems.append("--tls-cert and --tls-key are required with --tls-ca")
+    if o.progress_socket is not None and not o.progress_socket.is_absolute():
+        problems.append(f"--progress-socket must be an absolute path: {o.progress_socket}")
+    if o.progress_socket_group:
+        try:
+            group_id(o.progress_socket_group)
+        except ValueError as exc:
+            problems.append(f"--progress-socket-group: {exc}")
     return problems
+
+
+def open_progress(o: RunOptions, state_dir: Path, daemon: AgentDaemon) -> ProgressListener:
+    """The standing progress socket: the agent's ranks and any other rank on this node (a Slurm
+    job's) report there; records are validated, pinned to their first sender's uid
+    (`agent.ranks.senders`) and forwarded by `daemon.on_progress`. ValueError when it cannot
+    be bound."""
+    path = progress_socket_path(o, state_dir, os.environ)
+    group = group_id(o.progress_socket_group) if o.progress_socket_group else None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return ProgressListener(path, on_record=daemon.on_progress,
+                                socket_mode=PROGRESS_SOCKET_MODE, socket_group=group,
+                                senders=SenderPins())
+    except (OSError, ProgressListenerError) as exc:
+        raise ValueError(f"--progress-socket: {exc}") from exc
 
 
 def identity_of(daemon: AgentDaemon, sources: NodeSources, hostname: str) -> NodeIdentity:
@@ -145,9 +197,10 @@ def run_daemon(o: RunOptions, policy: Policy) -> int:
         daemon.link = ControllerLink(
             o.controller, spool, lambda: identity_of(daemon, sources, hostname),
             on_directive=daemon.handle, tls=tls, config=LinkConfig(), clock=clock)
-        progress = ProgressListener(state_dir / "progress.sock", on_record=daemon.on_progress)
+        progress = open_progress(o, state_dir, daemon)
+        print(f"gpufleet-agent: rank progress on {progress.path}", flush=True)
         daemon.ranks = RankRunner(state_dir / "ranks", daemon.on_rank_exit,
-                                  progress_socket=str(state_dir / "progress.sock"), clock=clock)
+                                  progress_socket=str(progress.path), clock=clock)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

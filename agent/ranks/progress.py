@@ -1,9 +1,12 @@
 """Agent side of rank progress: a unix datagram socket that collects what ranks report.
 
-Ranks send with `agent.ranks.reporter.ProgressReporter`. Datagrams come from processes the agent
-started but are still untrusted input: each is bounded in size, parsed as strict JSON and checked
-field by field; a bad one is counted (by reason) and dropped, and never stops the receiver.
-The listener keeps the newest record per (run_id, rank) and a bounded history of recent ones.
+Ranks send with `agent.ranks.reporter.ProgressReporter`: the agent's own ranks, and ranks it did
+not start (a Slurm job's, reporting to the agent's standing socket). Every datagram is untrusted
+input: each is bounded in size, parsed as strict JSON and checked field by field (the run id is
+1..128 printable ASCII characters); a bad one is counted (by reason) and dropped, and never stops
+the receiver. With `senders` (`agent.ranks.senders.SenderPins`) a record for a run id from
+another local user than the one that reported for it first is refused too. The listener keeps
+the newest record per (run_id, rank) and a bounded history of recent ones.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import json
 import math
 import os
 import socket
-import stat
-import struct
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -24,30 +25,23 @@ from typing import Any
 
 from agent.clock import Clock, SystemClock
 from agent.ranks.reporter import MAX_DATAGRAM_BYTES, MAX_RUN_ID_CHARS, WIRE_VERSION
+from agent.ranks.senders import SenderPins
+from agent.ranks.unix_socket import (
+    CRED_SPACE,
+    MAX_UNIX_PATH_BYTES,
+    PASSCRED,
+    ProgressListenerError as ProgressListenerError,
+    claim_socket_path,
+    sender_credentials,
+)
 
 _MAX_COUNT = 2**53  # steps, tokens, ranks: any JSON integer a float can hold exactly
 _MAX_PID = 2**31 - 1
 _MAX_STEP_TIME_S = 1e7
-_MAX_UNIX_PATH_BYTES = 107
 REQUIRED_FIELDS = (
     "v", "run_id", "attempt", "rank", "local_rank", "step", "loss", "step_time_s", "tokens",
     "pid", "ts",
 )  # fmt: skip
-
-
-_PASSCRED: int | None = getattr(socket, "SO_PASSCRED", None)
-_PEERCRED_TYPE: int | None = getattr(socket, "SCM_CREDENTIALS", None)
-_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
-_CRED_SPACE = socket.CMSG_SPACE(_UCRED.size)
-
-
-def _sender_credentials(ancillary: list[tuple[int, int, bytes]]) -> tuple[int, int] | None:
-    """(pid, uid) from an SCM_CREDENTIALS control message, if the kernel attached one."""
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == _PEERCRED_TYPE and len(payload) >= _UCRED.size:
-            pid, uid, _gid = _UCRED.unpack_from(payload)
-            return pid, uid
-    return None
 
 
 class InvalidProgress(ValueError):
@@ -56,10 +50,6 @@ class InvalidProgress(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
-
-
-class ProgressListenerError(RuntimeError):
-    """The listener could not bind its socket."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +107,11 @@ def _float_field(obj: Mapping[str, Any], key: str, low: float, high: float) -> f
     return number
 
 
+def valid_run_id(run_id: str) -> bool:
+    """A run id as it may appear on the wire: 1..128 printable ASCII characters."""
+    return 0 < len(run_id) <= MAX_RUN_ID_CHARS and all(" " <= ch <= "~" for ch in run_id)
+
+
 def parse_progress(
     data: bytes, received_at: float, sender: tuple[int, int] | None = None
 ) -> RankProgress:
@@ -136,8 +131,8 @@ def parse_progress(
     if isinstance(version, bool) or version != WIRE_VERSION:
         raise InvalidProgress("bad_version", f"v={version!r}, expected {WIRE_VERSION}")
     run_id = obj.get("run_id")
-    if not isinstance(run_id, str) or len(run_id) > MAX_RUN_ID_CHARS or not run_id.isprintable():
-        raise InvalidProgress("bad_field", "run_id must be a printable string of <= 128 chars")
+    if not isinstance(run_id, str) or not valid_run_id(run_id):
+        raise InvalidProgress("bad_field", "run_id must be 1..128 printable ASCII characters")
     loss = None if obj["loss"] is None else _float_field(obj, "loss", -math.inf, math.inf)
     return RankProgress(
         run_id=run_id,
@@ -156,32 +151,13 @@ def parse_progress(
     )
 
 
-def _claim_socket_path(path: Path) -> None:
-    """Make `path` bindable: remove a stale socket, refuse a live one or a non-socket file."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise ProgressListenerError(f"{path} exists and is not a socket; not touching it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        probe.connect(str(path))
-    except ConnectionRefusedError:
-        path.unlink(missing_ok=True)  # nobody bound there: a leftover of a dead listener
-        return
-    except OSError as exc:
-        raise ProgressListenerError(f"cannot probe existing socket {path}: {exc}") from exc
-    finally:
-        probe.close()
-    raise ProgressListenerError(f"another listener is bound to {path}")
-
-
 class ProgressListener:
     """Binds `path` and receives progress datagrams on a daemon thread until `stop()`.
 
     `on_record` runs on the receiver thread for every valid record; its exceptions are counted
-    and swallowed. `history` bounds the recent-records ring.
+    and swallowed. `history` bounds the recent-records ring. The socket file gets `socket_mode`
+    and, with `socket_group` (a gid), that group; `senders` refuses records for a run id from a
+    user other than its first reporter.
     """
 
     def __init__(
@@ -192,6 +168,8 @@ class ProgressListener:
         history: int = 1024,
         clock: Clock | None = None,
         socket_mode: int = 0o600,
+        socket_group: int | None = None,
+        senders: SenderPins | None = None,
         poll_interval_s: float = 0.1,
     ) -> None:
         if history < 1:
@@ -199,9 +177,10 @@ class ProgressListener:
         if not 0 < poll_interval_s <= 5:
             raise ValueError(f"poll_interval_s must be in (0, 5], got {poll_interval_s}")
         self.path = Path(path)
-        if len(os.fsencode(self.path)) > _MAX_UNIX_PATH_BYTES:
-            raise ProgressListenerError(f"socket path longer than {_MAX_UNIX_PATH_BYTES} bytes")
+        if len(os.fsencode(self.path)) > MAX_UNIX_PATH_BYTES:
+            raise ProgressListenerError(f"socket path longer than {MAX_UNIX_PATH_BYTES} bytes")
         self._on_record = on_record
+        self._senders = senders
         self._clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._latest: dict[tuple[str, int], RankProgress] = {}
@@ -210,12 +189,14 @@ class ProgressListener:
         self._invalid: Counter[str] = Counter()
         self._callback_errors = 0
         self._stopping = threading.Event()
-        _claim_socket_path(self.path)
+        claim_socket_path(self.path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            if _PASSCRED is not None:
-                sock.setsockopt(socket.SOL_SOCKET, _PASSCRED, 1)
+            if PASSCRED is not None:
+                sock.setsockopt(socket.SOL_SOCKET, PASSCRED, 1)
             sock.bind(str(self.path))
+            if socket_group is not None:
+                os.chown(self.path, -1, socket_group)
             os.chmod(self.path, socket_mode)
             self._inode = self.path.stat().st_ino
             sock.settimeout(poll_interval_s)
@@ -232,7 +213,7 @@ class ProgressListener:
         while not self._stopping.is_set():
             try:
                 data, ancillary, _flags, _addr = self._sock.recvmsg(
-                    MAX_DATAGRAM_BYTES + 1, _CRED_SPACE
+                    MAX_DATAGRAM_BYTES + 1, CRED_SPACE
                 )
             except TimeoutError:
                 continue
@@ -240,7 +221,7 @@ class ProgressListener:
                 if self._stopping.is_set():
                     return
                 continue
-            self.feed(data, _sender_credentials(ancillary))
+            self.feed(data, sender_credentials(ancillary))
 
     def feed(self, data: bytes, sender: tuple[int, int] | None = None) -> RankProgress | None:
         """Validate and record one datagram as if received from `sender` (pid, uid); returns
@@ -252,6 +233,11 @@ class ProgressListener:
                 self._invalid[exc.reason] += 1
             return None
         with self._lock:
+            refused = (self._senders.check(record.run_id, record.sender_uid, record.sender_pid)
+                       if self._senders is not None else None)
+            if refused is not None:
+                self._invalid[refused] += 1
+                return None
             self._valid += 1
             self._recent.append(record)
             key = (record.run_id, record.rank)

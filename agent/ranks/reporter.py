@@ -1,7 +1,8 @@
 """Rank-side progress reporting: one small JSON datagram per training step to the node agent.
 
 Stdlib only and importable on its own (no torch, no other gpufleet module), so any training
-script can use it. The agent that launches a rank sets:
+script can use it. The launcher (the node agent, or the Slurm batch script that points each
+rank at its node's agent) sets:
 
 - `GPUFLEET_PROGRESS_SOCKET`: path of the agent's unix datagram socket (absent: reporting is off);
 - `GPUFLEET_RUN_ID`: the run's id; `GPUFLEET_ATTEMPT`: the restart attempt (int >= 0);

@@ -11,6 +11,12 @@ SLURM_LOCALID, WORLD_SIZE = the spec's world size (checked against SLURM_NTASKS)
 port per attempt, so a restart never meets the previous attempt's store).
 TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 is set for torch elastic restarts (see torch issue
 135712).
+
+Rank progress: every task also gets what `agent.ranks.reporter.ProgressReporter` reads,
+GPUFLEET_RUN_ID (the run's name), GPUFLEET_ATTEMPT and GPUFLEET_PROGRESS_SOCKET (its node's
+agent's standing socket, `BatchOptions.progress_socket` with `{node}` replaced by the node's
+name), so the ranks report to their node's agent, which forwards the steps to the controller
+(hang detection, step, goodput). An empty `progress_socket` leaves reporting off.
 """
 
 from __future__ import annotations
@@ -27,7 +33,12 @@ from controller.supervisor.spec import RunSpec
 
 EXIT_NOT_IN_PLACEMENT = 97  # a task landed on a node the placement does not name
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED_ENV = frozenset({"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"})
+_RESERVED_ENV = frozenset({"RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                           "GPUFLEET_RUN_ID", "GPUFLEET_ATTEMPT", "GPUFLEET_PROGRESS_SOCKET"})
+DEFAULT_PROGRESS_SOCKET = "/run/gpufleet-agent/progress.sock"  # the agent unit's default
+NODE_PLACEHOLDER = "{node}"
+_MAX_SOCKET_PATH_BYTES = 107  # sockaddr_un.sun_path, less the terminating NUL
+_MAX_RUN_ID_CHARS = 128  # what the agent accepts as a run id: printable ASCII, 1..128
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +53,8 @@ class BatchOptions:
     port_base: int = 29500
     port_span: int = 1000
     extra_args: tuple[str, ...] = field(default=())  # further #SBATCH options ("--gres=gpu:8")
+    # Each node's agent progress socket ("{node}": the node's name); "" turns reporting off.
+    progress_socket: str = DEFAULT_PROGRESS_SOCKET
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +101,33 @@ def _problems(spec: RunSpec, placement: Placement, attempt: int,
         problems.append(f"spec env names {bad_env} are invalid or set by the launcher")
     if options.port_span < 1 or not 1024 <= options.port_base <= 65535 - options.port_span:
         problems.append(f"ports {options.port_base}+{options.port_span} leave 1024..65535")
+    if options.progress_socket:
+        problems += _progress_problems(spec.name, options.progress_socket, nodes)
     return problems
+
+
+def _progress_problems(run: str, template: str, nodes: Sequence[str]) -> list[str]:
+    problems = []
+    if not template.startswith("/"):
+        problems.append(f"progress_socket must be an absolute path: {template!r}")
+    rest = template.replace(NODE_PLACEHOLDER, "")
+    if "{" in rest or "}" in rest:
+        problems.append(f"progress_socket knows only the {NODE_PLACEHOLDER} placeholder")
+    if not template.isprintable():
+        problems.append("progress_socket has unprintable characters")
+    longest = max((len(progress_socket(template, n).encode()) for n in nodes), default=0)
+    if longest > _MAX_SOCKET_PATH_BYTES:
+        problems.append(f"progress_socket is {longest} bytes long, a unix socket path has at "
+                        f"most {_MAX_SOCKET_PATH_BYTES}")
+    if not 0 < len(run) <= _MAX_RUN_ID_CHARS or not all(" " <= ch <= "~" for ch in run):
+        problems.append(f"run name {run!r} cannot be a progress run id (1..128 printable ASCII "
+                        "characters); set progress_socket to '' to launch it without progress")
+    return problems
+
+
+def progress_socket(template: str, node: str) -> str:
+    """The progress socket of the agent on `node` ("" when reporting is off)."""
+    return template.replace(NODE_PLACEHOLDER, node)
 
 
 def batch_script(spec: RunSpec, placement: Placement, attempt: int, exclude: Sequence[str],
@@ -116,7 +155,8 @@ def batch_script(spec: RunSpec, placement: Placement, attempt: int, exclude: Seq
     sbatch += [_no_space("extra sbatch option", a) for a in options.extra_args]
     master = addresses.get(nodes[0]) or nodes[0]
     env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", "GPUFLEET_RUN": spec.name,
-           "GPUFLEET_ATTEMPT": str(attempt), **dict(sorted(spec.env.items())),
+           "GPUFLEET_RUN_ID": spec.name, "GPUFLEET_ATTEMPT": str(attempt),
+           **dict(sorted(spec.env.items())),
            "MASTER_ADDR": master, "WORLD_SIZE": str(spec.world_size)}
     lines = ["#!/bin/bash", *(f"#SBATCH {opt}" for opt in sbatch),
              f"# gpufleet run {shlex.quote(spec.name)}, attempt {attempt}; rank order: "
@@ -126,7 +166,8 @@ def batch_script(spec: RunSpec, placement: Placement, attempt: int, exclude: Seq
                  f"{options.port_span} ))")
     srun = ["srun", "--kill-on-bad-exit=1", f"--nodes={len(nodes)}",
             f"--ntasks={spec.world_size}", f"--ntasks-per-node={spec.ranks_per_node}"]
-    lines.append(" ".join([*srun, "bash", "-c", shlex.quote(_task_script(placement)),
+    task = _task_script(placement, options.progress_socket)
+    lines.append(" ".join([*srun, "bash", "-c", shlex.quote(task),
                            "gpufleet-rank", *(shlex.quote(a) for a in _argv(spec))]))
     return BatchJob(name=name, script="\n".join(lines) + "\n", stdout=stdout, stderr=stderr)
 
@@ -139,10 +180,12 @@ def _argv(spec: RunSpec) -> tuple[str, ...]:
                          "write literal braces as {{ and }}") from exc
 
 
-def _task_script(placement: Placement) -> str:
-    """What each task runs before exec'ing the command: its ranks from the placement."""
+def _task_script(placement: Placement, socket_template: str) -> str:
+    """What each task runs before exec'ing the command: its ranks from the placement and its
+    node's progress socket."""
     cases = "\n".join(
-        f"  {shlex.quote(n.node)}) ranks=({' '.join(str(s.rank) for s in n.ranks)}) ;;"
+        f"  {shlex.quote(n.node)}) ranks=({' '.join(str(s.rank) for s in n.ranks)}) "
+        f"progress={shlex.quote(progress_socket(socket_template, n.node))} ;;"
         for n in placement.nodes)
     return (
         'case "$SLURMD_NODENAME" in\n'
@@ -156,5 +199,6 @@ def _task_script(placement: Placement) -> str:
         "fi\n"
         'export RANK="${ranks[$SLURM_LOCALID]}" LOCAL_RANK="$SLURM_LOCALID" '
         'GPUFLEET_NODE="$SLURMD_NODENAME"\n'
+        'export GPUFLEET_PROGRESS_SOCKET="$progress"\n'  # empty: the reporter is off
         'exec "$@"\n'
     )

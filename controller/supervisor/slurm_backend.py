@@ -7,9 +7,12 @@ node srun names first. A restart is a new submission on the new placement; the r
 the latest complete checkpoint by themselves. Fatal XIDs and drains still come from the agents
 through the controller, exactly as with agent-launched ranks.
 
-Rank progress does not reach the controller under Slurm (the ranks are not the agent's
-children), so hang detection is off for this backend (`sees_progress` False): Slurm's own time
-limit and the collective timeouts bound a hang instead.
+Rank progress: the batch script points every rank at its node's agent (the standing progress
+socket, `BatchOptions.progress_socket`), and the agent forwards the steps on its stream like
+those of ranks it started, so the supervisor sees progress (`sees_progress`) and finds hung
+ranks within the run's hang timeout; stopping the attempt cancels the job. A site whose ranks
+cannot reach an agent launches with `progress_socket=""` and `sees_progress=False` (then
+Slurm's time limit and the collective timeouts bound a hang).
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ log = logging.getLogger(__name__)
 class SlurmBackend:
     """Launches each attempt as a Slurm batch job through `SlurmLauncher`."""
 
-    sees_progress = False
-
     def __init__(self, launcher: SlurmLauncher, drained: Callable[[], list[str]],
-                 clock_time: Callable[[], float], poll_s: float = 1.0) -> None:
+                 clock_time: Callable[[], float], poll_s: float = 1.0,
+                 sees_progress: bool = True) -> None:
+        self.sees_progress = sees_progress  # ranks report to their node's agent
         self.launcher = launcher
         self.drained = drained  # nodes gpufleet holds out of service right now
         self.clock_time = clock_time

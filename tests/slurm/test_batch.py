@@ -19,6 +19,7 @@ from controller.slurm.launcher import SlurmLauncher, TaskExit
 from controller.slurm.model import JobPhase, SlurmNode
 from controller.supervisor.placement import Candidate, Layout, Placement, place, replace_node
 from controller.supervisor.spec import RunSpec
+from tests.slurm.conftest import REPO
 
 # Braces doubled: the spec's command is a format string.
 SHOW_ENV = ("import json, os, sys; print(json.dumps({{k: os.environ.get(k) for k in ("
@@ -125,22 +126,71 @@ def test_a_task_on_a_node_outside_the_placement_refuses_to_start(tmp_path: Path)
 
 
 def _fake_srun(tmp_path: Path, script: str, nodes: list[str], rpn: int,
-               ntasks: int | None = None) -> subprocess.CompletedProcess[str]:
+               ntasks: int | None = None,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "srun").write_text(FAKE_SRUN)
     (bin_dir / "srun").chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "1234",
+    env = {**(env or {}), "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "1234",
            "FAKE_NODES": " ".join(nodes), "FAKE_RPN": str(rpn),
            "FAKE_NTASKS": str(ntasks or len(nodes) * rpn)}
     return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
 
 
-def _tasks(tmp_path: Path, script: str, nodes: list[str], rpn: int) -> list[dict[str, Any]]:
-    done = _fake_srun(tmp_path, script, nodes, rpn)
+def _tasks(tmp_path: Path, script: str, nodes: list[str], rpn: int,
+           env: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    done = _fake_srun(tmp_path, script, nodes, rpn, env=env)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+# What the rank-side reporter makes of the task's environment (braces doubled, as above).
+SHOW_REPORTER = ("import json; from agent.ranks.reporter import ProgressReporter as R; "
+                 "r = R.from_env(); print(json.dumps({{'socket': r.socket_path, "
+                 "'run': r.run_id, 'attempt': r.attempt, 'rank': r.rank, "
+                 "'local_rank': r.local_rank}}))")
+
+
+def test_every_rank_reports_progress_to_its_own_nodes_agent(tmp_path: Path) -> None:
+    placement = _replaced()
+    spec = _spec(tmp_path, command=(sys.executable, "-c", SHOW_REPORTER))
+    options = BatchOptions(workdir=tmp_path, log_dir=tmp_path,
+                           progress_socket="/run/gpufleet/{node}/progress.sock")
+    job = batch_script(spec, placement, 4, [], {}, options)
+    env = dict(os.environ, GPUFLEET_PROGRESS_SOCKET="/elsewhere", PYTHONPATH=str(REPO))
+    tasks = _tasks(tmp_path, job.script, sorted(placement.node_names), rpn=2, env=env)
+    expected = {s.rank: {"socket": f"/run/gpufleet/{n.node}/progress.sock", "run": "dsv3 mini/x",
+                         "attempt": 4, "rank": s.rank, "local_rank": s.local_rank}
+                for n in placement.nodes for s in n.ranks}
+    assert {t["rank"]: t for t in tasks} == expected and len(tasks) == 4
+    default = batch_script(spec, placement, 1, [], {}, BatchOptions(tmp_path, tmp_path))
+    assert "progress=/run/gpufleet-agent/progress.sock" in default.script
+    off = batch_script(spec, placement, 1, [], {}, BatchOptions(tmp_path, tmp_path,
+                                                                 progress_socket=""))
+    assert {t["socket"] for t in _tasks(tmp_path, off.script, ["gpu-b", "spare-z"], rpn=2,
+                                        env=env)} == {None}  # the submitter's value is cleared
+
+
+def test_progress_settings_are_checked(tmp_path: Path) -> None:
+    placement = _placement()
+    reserved = _spec(tmp_path, env={"GPUFLEET_PROGRESS_SOCKET": "/tmp/mine",
+                                    "GPUFLEET_RUN_ID": "other", "GPUFLEET_ATTEMPT": "9"})
+    with pytest.raises(ValueError) as err:
+        batch_script(reserved, placement, 1, [], {}, BatchOptions(tmp_path, tmp_path))
+    assert "['GPUFLEET_ATTEMPT', 'GPUFLEET_PROGRESS_SOCKET', 'GPUFLEET_RUN_ID']" in str(err.value)
+    for template, message in [("run/p.sock", "absolute path"), ("/run/{host}.sock", "placeholder"),
+                              ("/run/" + "x" * 100 + "{node}", "at most 107"),
+                              ("/run/a\nb.sock", "unprintable")]:
+        with pytest.raises(ValueError, match=message):
+            batch_script(_spec(tmp_path), placement, 1, [], {},
+                         BatchOptions(tmp_path, tmp_path, progress_socket=template))
+    with pytest.raises(ValueError, match="cannot be a progress run id"):
+        batch_script(_spec(tmp_path, name="r\u00e9sum\u00e9"), placement, 1, [], {},
+                     BatchOptions(tmp_path, tmp_path))
+    assert batch_script(_spec(tmp_path, name="r\u00e9sum\u00e9"), placement, 1, [], {},
+                        BatchOptions(tmp_path, tmp_path, progress_socket="")).name
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

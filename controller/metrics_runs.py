@@ -58,7 +58,7 @@ class RunFamilies:
 
 def ledger_of(record: RunRecord, now: float) -> Ledger:
     """`record.ledger(now)`, computed from copies of the record's lists (thread-safe)."""
-    energy = {source: list(samples) for source, samples in dict(record.energy_mj).items()}
+    energy = record.energy.coarsened(record.energy.max_bins)
     return build_ledger(record.created_at, record.ended_at or now, list(record.steps),
                         list(record.incidents), energy, record.spec.tokens_per_step)
 

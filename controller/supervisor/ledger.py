@@ -7,18 +7,19 @@ noticed), restart (noticed → first resumed step: stop, relaunch, checkpoint lo
 (start-up before the first step, checkpoint writes, waiting). A step's *last* execution is the
 productive one; every earlier execution of the same step number was lost work.
 
-Energy: the NVML total-energy counters (mJ since driver load) of the run's GPUs, one series per
-GPU, sampled while its node belonged to the run; each series is linear between samples and
-counts only within its own span (a spare joins late, a lost GPU or a failed node drops out).
+Energy: the NVML total-energy counters (mJ since driver load) of the run's GPUs, read while
+their node belonged to the run, binned in time by `energy.EnergyAccount` (each GPU's growth
+spread evenly between its readings; a spare joins late, a lost GPU or a failed node drops out).
 Energy inside productive step intervals is productive; the rest of the run's energy was lost.
 Joules per step and per training token are computed over productive steps.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from controller.supervisor.energy import EnergyAccount
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def build_ledger(
     ended_at: float,
     steps: Sequence[StepRecord],
     incidents: Sequence[Incident],
-    energy_mj: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    energy: EnergyAccount | None = None,
     tokens_per_step: int = 0,
 ) -> Ledger:
     """Account the run's wall time and energy."""
@@ -85,38 +86,11 @@ def build_ledger(
     other = max(0.0, wall - productive_s - recomputed_s - detection_s - restart_s)
     ledger = Ledger(wall, productive_s, recomputed_s, detection_s, restart_s, other,
                     len(productive), len(lost), len(incidents))
-    if not energy_mj:
+    if energy is None or not energy.bins:
         return ledger
-    series = [sorted(v) for v in energy_mj.values() if len(v) >= 2]
-    if not series:
-        return ledger
-    total = sum(s[-1][1] - s[0][1] for s in series) / 1000.0
-    useful = sum(_energy_between(s, r.end_at - r.step_time_s, r.end_at)
-                 for r in productive for s in series) / 1000.0
+    useful = sum(energy.between(r.end_at - r.step_time_s, r.end_at) for r in productive)
     per_step = useful / len(productive) if productive else None
     per_token = per_step / tokens_per_step if per_step is not None and tokens_per_step else None
     return Ledger(**{**{k: getattr(ledger, k) for k in ledger.__dataclass_fields__},
-                     "energy_j": total, "productive_energy_j": useful,
+                     "energy_j": energy.total_j, "productive_energy_j": useful,
                      "joules_per_step": per_step, "joules_per_token": per_token})
-
-
-def _interp(series: Sequence[tuple[float, float]], t: float) -> float:
-    times = [p[0] for p in series]
-    i = bisect.bisect_left(times, t)
-    if i < len(series) and series[i][0] == t:
-        return series[i][1]
-    if i == 0:
-        return series[0][1]
-    if i >= len(series):
-        return series[-1][1]
-    (t0, e0), (t1, e1) = series[i - 1], series[i]
-    return e0 + (e1 - e0) * (t - t0) / (t1 - t0)
-
-
-def _energy_between(curve: Sequence[tuple[float, float]], a: float, b: float) -> float:
-    """Energy a node's counter grew by within [a, b] (clamped to the samples' span)."""
-    lo, hi = curve[0][0], curve[-1][0]
-    a, b = max(a, lo), min(b, hi)
-    if b <= a:
-        return 0.0
-    return _interp(curve, b) - _interp(curve, a)

@@ -2,10 +2,10 @@
 re-attaches to its runs instead of forgetting them.
 
 Pure functions. The snapshot holds everything but the step history (steps are appended to their
-own table as they arrive, so a long run never rewrites them). Energy series are thinned to a
-fixed total budget of points (first and last sample of every series kept, so total energy stays
-exact; the productive/lost split between kept samples is interpolated). Transient per-attempt
-observations (last step time per rank) are not kept: a re-attached run gets a fresh hang window.
+own table as they arrive, so a long run never rewrites them). The energy account is kept with
+at most `SNAPSHOT_ENERGY_BINS` time buckets (total energy exact; a long run's pre-restart
+productive/lost split at the coarser resolution). Transient per-attempt observations (last step
+time per rank) are not kept: a re-attached run gets a fresh hang window.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from dataclasses import asdict
 from typing import Any
 
 from controller.supervisor.decide import Failure, FailureKind, RunState
+from controller.supervisor.energy import EnergyAccount
 from controller.supervisor.ledger import Incident, StepRecord
 from controller.supervisor.placement import NodePlacement, Placement, RankSlot
 from controller.supervisor.record import RunRecord, TimelineEvent
 from controller.supervisor.spec import RunSpec
 
 FORMAT = 1
-ENERGY_POINTS_BUDGET = 100_000  # across all series of one run
-MAX_POINTS_PER_SERIES = 256
+SNAPSHOT_ENERGY_BINS = 4096
 
 
 class CorruptRunRecord(ValueError):
@@ -36,7 +36,9 @@ def record_to_json(record: RunRecord) -> str:
         "format": FORMAT,
         "spec": {**asdict(record.spec), "command": list(record.spec.command),
                  "env": dict(record.spec.env)},
-        "placement": {"nodes": [asdict(n) for n in record.placement.nodes],
+        "placement": {"nodes": [[n.node, n.domain, n.ep_group,
+                                 [[r.rank, r.local_rank, r.gpu, r.rail] for r in n.ranks]]
+                                for n in record.placement.nodes],
                       "spares": {d: list(s) for d, s in record.placement.spares.items()}},
         "domain_of": {n: record.domain_of[n] for n in _relevant_nodes(record)
                       if n in record.domain_of},
@@ -49,7 +51,7 @@ def record_to_json(record: RunRecord) -> str:
         "exited_ok": sorted(record.exited_ok),
         "failures": [{**asdict(f), "kind": f.kind.value} for f in record.failures],
         "incidents": [asdict(i) for i in record.incidents],
-        "energy_mj": thin_energy(record.energy_mj),
+        "energy": record.energy.coarsened(SNAPSHOT_ENERGY_BINS).to_json(),
         "events": [asdict(e) for e in record.events],
     }
     return json.dumps(doc, separators=(",", ":"), allow_nan=False)
@@ -79,29 +81,12 @@ def record_from_json(text: str, steps: Sequence[StepRecord] = (), name: str = "?
         record.failures = [Failure(**{**f, "kind": FailureKind(f["kind"])})
                            for f in doc["failures"]]
         record.incidents = [Incident(**i) for i in doc["incidents"]]
-        record.energy_mj = {src: [(float(t), float(e)) for t, e in pts]
-                            for src, pts in doc["energy_mj"].items()}
+        record.energy = EnergyAccount.from_json(doc["energy"])
         record.events = [TimelineEvent(**e) for e in doc["events"]]
         record.steps = list(steps)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CorruptRunRecord(f"stored run {name!r} cannot be read back: {exc!r}") from exc
     return record
-
-
-def thin_energy(energy: Mapping[str, Sequence[tuple[float, float]]],
-                budget: int = ENERGY_POINTS_BUDGET,
-                per_series: int = MAX_POINTS_PER_SERIES) -> dict[str, list[list[float]]]:
-    """Every series cut to an even spread of at most `cap` points, keeping both ends."""
-    cap = max(2, min(per_series, budget // max(1, len(energy))))
-    return {src: [[t, e] for t, e in _spread(points, cap)] for src, points in energy.items()}
-
-
-def _spread(points: Sequence[tuple[float, float]], cap: int) -> list[tuple[float, float]]:
-    if len(points) <= cap:
-        return list(points)
-    last = len(points) - 1
-    picks = sorted({round(i * last / (cap - 1)) for i in range(cap)})
-    return [points[i] for i in picks]
 
 
 def _relevant_nodes(record: RunRecord) -> set[str]:
@@ -114,7 +99,8 @@ def _relevant_nodes(record: RunRecord) -> set[str]:
 
 def _placement(doc: Mapping[str, Any]) -> Placement:
     nodes = tuple(
-        NodePlacement(str(n["node"]), str(n["domain"]), int(n["ep_group"]),
-                      tuple(RankSlot(**slot) for slot in n["ranks"]))
-        for n in doc["nodes"])
+        NodePlacement(str(node), str(domain), int(group),
+                      tuple(RankSlot(int(r), int(lr), int(g), str(rail))
+                            for r, lr, g, rail in ranks))
+        for node, domain, group, ranks in doc["nodes"])
     return Placement(nodes, {str(d): tuple(s) for d, s in doc["spares"].items()})

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller.supervisor.decide import Failure, RunState
+from controller.supervisor.energy import EnergyAccount
 from controller.supervisor.ledger import Incident, Ledger, StepRecord, build_ledger
 from controller.supervisor.placement import Placement
 from controller.supervisor.spec import RunSpec
 
 MAX_EVENTS = 2000
-MAX_ENERGY_SAMPLES = 20_000
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class RunRecord:
     failures: list[Failure] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)
-    energy_mj: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    energy: EnergyAccount = field(default_factory=EnergyAccount)
     events: list[TimelineEvent] = field(default_factory=list)
     steps_saved: int = 0  # how many of `steps` are in the store already
     saved_at: float = 0.0  # when the snapshot was last written
@@ -77,14 +77,10 @@ class RunRecord:
 
     def add_energy(self, source: str, at: float, total_mj: float) -> None:
         """One reading of a GPU's total-energy counter (mJ) while it served the run."""
-        samples = self.energy_mj.setdefault(source, [])
-        if not samples or at > samples[-1][0]:
-            samples.append((at, total_mj))
-            if len(samples) > MAX_ENERGY_SAMPLES:
-                del samples[: len(samples) // 2 : 2]  # thin the oldest half
+        self.energy.add(source, at, total_mj)
 
     def ledger(self, now: float) -> Ledger:
         """The goodput and energy account so far (or of the whole run once it ended)."""
         end = self.ended_at or now
         return build_ledger(self.created_at, end, self.steps, self.incidents,
-                            self.energy_mj, self.spec.tokens_per_step)
+                            self.energy, self.spec.tokens_per_step)

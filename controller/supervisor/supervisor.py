@@ -40,7 +40,16 @@ from controller.supervisor.decide import (
     run_transition,
 )
 from controller.supervisor.keeper import RunKeeper
-from controller.supervisor.ledger import Incident, StepRecord
+from controller.supervisor.ledger import Incident
+from controller.supervisor.observe import (
+    BAD_STATES,
+    current,
+    node_failure,
+    note_energy,
+    note_progress,
+    note_rank_exit,
+    prepare_reattach,
+)
 from controller.supervisor.placement import (
     Candidate,
     Layout,
@@ -54,8 +63,6 @@ from controller.supervisor.spec import RunSpec
 from protos.gpufleet.v1 import fleet_pb2
 
 log = logging.getLogger(__name__)
-_BAD_STATES = {NodeState.DRAINED.value: FailureKind.NODE_FATAL,
-               NodeState.UNREACHABLE.value: FailureKind.NODE_UNREACHABLE}
 _SPARE_STATES = frozenset({NodeState.READY, NodeState.REGISTERED})
 
 
@@ -136,19 +143,7 @@ class Supervisor:
             if record.state in TERMINAL:
                 continue
             live += 1
-            record.log(now, "reattached", f"controller restarted: re-attached to attempt "
-                       f"{record.attempt} ({record.state.value}); last saved "
-                       f"{now - record.saved_at:.1f} s ago, steps in between were not seen")
-            record.last_step_at.clear()
-            if record.state is RunState.RUNNING:  # a fresh hang window from now, per rank
-                record.last_step_at.update(dict.fromkeys(record.node_of_rank(), now))
-            else:
-                record.attempt_started_at = now  # a fresh startup window
-            for node in record.nodes:  # a node that went bad while nobody watched
-                state = self.service.state_of(node)
-                if state is not None and state.value in _BAD_STATES:
-                    record.failures.append(Failure(_BAD_STATES[state.value], node, now,
-                                                   f"node {state.value} at re-attach"))
+            prepare_reattach(record, now, self.service.state_of)
             self._watch(record, resuming=True)
         return live
 
@@ -174,35 +169,27 @@ class Supervisor:
     # ------------------------------------------------------------------ observations
 
     def _on_delivered(self, d: Delivered) -> None:
-        body = d.msg.WhichOneof("body")
         now = self.service.clock.time()
-        if body == "event":
-            kind = d.msg.event.WhichOneof("kind")
-            if kind == "rank_exit":
-                self._rank_exit(d.node, d.msg.event.rank_exit)
-            elif kind == "progress":
-                self._progress(d.msg.event.progress, now)
-            elif kind == "xid" and d.msg.event.xid.severity == fleet_pb2.SEVERITY_CRITICAL:
-                xid = d.msg.event.xid
-                self._node_failure(d.node, FailureKind.NODE_FATAL, xid.at or now,
-                                   f"XID {xid.xid} on GPU {xid.gpu}: {xid.message}",
-                                   d.evidence_id)
-        elif body == "report":
-            report = d.msg.report
+        event = d.msg.event if d.msg.WhichOneof("body") == "event" else None
+        kind = event.WhichOneof("kind") if event is not None else None
+        if event is not None and kind == "rank_exit":
+            record = self.runs.get(event.rank_exit.run_id)
+            if record is not None and current(record, event.rank_exit.attempt):
+                note_rank_exit(record, d.node, event.rank_exit)
+                self._poke(record)
+        elif event is not None and kind == "progress":
+            record = self.runs.get(event.progress.run_id)
+            if record is not None and current(record, event.progress.attempt):
+                note_progress(record, event.progress, now)
+        elif d.msg.WhichOneof("body") == "report":
             for record in self._active_on(d.node):
-                for gpu in report.gpus:  # per GPU: a lost GPU's counter just stops
-                    if gpu.HasField("energy_mj") and not gpu.lost:
-                        record.add_energy(f"{d.node}/gpu{gpu.index}", report.sampled_at,
-                                          float(gpu.energy_mj))
-            if report.verdict == fleet_pb2.SEVERITY_CRITICAL:
-                worst = next((f for f in report.findings
-                              if f.severity == fleet_pb2.SEVERITY_CRITICAL), None)
-                detail = f"{worst.check}: {worst.message}" if worst else "critical report"
-                self._node_failure(d.node, FailureKind.NODE_FATAL, report.sampled_at or now,
-                                   detail, d.evidence_id)
+                note_energy(record, d.node, d.msg.report)
+        failed = node_failure(d.msg, now)
+        if failed is not None:
+            self._node_failure(d.node, FailureKind.NODE_FATAL, *failed, d.evidence_id)
 
     def _on_transition(self, row: TransitionRow) -> None:
-        kind = _BAD_STATES.get(row.to_state)
+        kind = BAD_STATES.get(row.to_state)
         if kind is not None:
             self._node_failure(row.node, kind, row.at, f"node {row.to_state}: {row.cause}",
                                row.evidence_id)
@@ -217,39 +204,6 @@ class Supervisor:
             record.failures.append(Failure(kind, node, at, detail,
                                            evidence_id=str(evidence_id or "")))
             self._poke(record)
-
-    def _rank_exit(self, node: str, e: fleet_pb2.RankExit) -> None:
-        record = self.runs.get(e.run_id)
-        if record is None or e.attempt != record.attempt or record.state in TERMINAL:
-            return
-        if e.exit_code == 0:
-            record.exited_ok.add(e.rank)
-        elif e.reason != "stopped":
-            tail = e.stderr_tail.strip().splitlines()[-1:] or [""]
-            record.failures.append(Failure(
-                FailureKind.RANK_EXIT, node, e.at, f"rank {e.rank} exited with {e.exit_code}: "
-                f"{tail[0][:200]}", rank=e.rank))
-        self._poke(record)
-
-    def _progress(self, p: fleet_pb2.RankProgress, now: float) -> None:
-        record = self.runs.get(p.run_id)
-        if record is None or p.attempt != record.attempt or record.state in TERMINAL:
-            return
-        record.last_step_at[p.rank] = now
-        if p.rank != 0:
-            return
-        first = not any(s.attempt == record.attempt for s in record.steps)
-        record.steps.append(StepRecord(record.attempt, int(p.step), now, p.step_time_s))
-        record.step, record.loss, record.step_time_s = int(p.step), p.loss, p.step_time_s
-        if first:
-            if record.incidents and record.incidents[-1].resumed_at is None:
-                last = record.incidents[-1]
-                record.incidents[-1] = Incident(last.fault_at, last.detected_at,
-                                                now - p.step_time_s)
-            record.log(now, "step", f"attempt {record.attempt}: first step {p.step} "
-                       f"(loss {p.loss:.4f}, {p.step_time_s * 1000:.0f} ms)")
-            if record.state is RunState.STARTING:
-                record.state = run_transition(record.state, RunEvent.STEPPED)
 
     def _poke(self, record: RunRecord) -> None:
         wake = self._wake.get(record.name)

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from controller.supervisor.energy import EnergyAccount
 from controller.supervisor.ledger import Incident, StepRecord, build_ledger
 
 
 def _steps(attempt: int, first: int, last: int, start: float, dt: float = 1.0) -> list[StepRecord]:
     return [StepRecord(attempt, s, start + (s - first + 1) * dt, dt) for s in range(first, last + 1)]
+
+
+def _account(series: dict[str, list[tuple[float, float]]]) -> EnergyAccount:
+    """Feed the counter readings in time order, as reports arrive."""
+    account = EnergyAccount()
+    for at, source, mj in sorted((t, s, e) for s, pts in series.items() for t, e in pts):
+        account.add(source, at, mj)
+    return account
 
 
 def test_uninterrupted_run_is_all_productive_but_startup() -> None:
@@ -41,7 +50,8 @@ def test_energy_per_step_and_token_from_counters() -> None:
         return [(0.0, offset), (2.0, offset + 100_000.0), (12.0, offset + 1_100_000.0)]
 
     ledger = build_ledger(0.0, 12.0, _steps(0, 1, 10, 2.0),
-                          [], {"n0": counter(5e9), "n1": counter(7e9)}, tokens_per_step=1000)
+                          [], _account({"n0": counter(5e9), "n1": counter(7e9)}),
+                          tokens_per_step=1000)
     assert ledger.energy_j == pytest.approx(2 * 1100.0)
     assert ledger.productive_energy_j == pytest.approx(2 * 1000.0)
     assert ledger.joules_per_step == pytest.approx(200.0)
@@ -49,7 +59,7 @@ def test_energy_per_step_and_token_from_counters() -> None:
 
 
 def test_no_energy_samples_leaves_energy_unknown() -> None:
-    ledger = build_ledger(0.0, 5.0, _steps(0, 1, 3, 1.0), [], {"n0": [(0.0, 1.0)]})
+    ledger = build_ledger(0.0, 5.0, _steps(0, 1, 3, 1.0), [], _account({"n0": [(0.0, 1.0)]}))
     assert ledger.energy_j is None and ledger.joules_per_step is None
 
 
@@ -57,7 +67,7 @@ def test_energy_of_a_node_counts_only_while_it_was_in_the_run() -> None:
     # n0 runs steps 1..10 (t=2..12); the spare n1 joins at t=7 and is sampled only from there
     n0 = [(0.0, 0.0), (12.0, 1_200_000.0)]  # 100 W
     n1 = [(7.0, 5e9), (12.0, 5e9 + 500_000.0)]  # 100 W from t=7
-    ledger = build_ledger(0.0, 12.0, _steps(0, 1, 10, 2.0), [], {"n0": n0, "n1": n1})
+    ledger = build_ledger(0.0, 12.0, _steps(0, 1, 10, 2.0), [], _account({"n0": n0, "n1": n1}))
     assert ledger.energy_j == pytest.approx(1200.0 + 500.0)
     assert ledger.productive_energy_j == pytest.approx(1000.0 + 500.0)
 

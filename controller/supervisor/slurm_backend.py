@@ -42,27 +42,27 @@ class SlurmBackend:
         self.drained = drained  # nodes gpufleet holds out of service right now
         self.clock_time = clock_time
         self.poll_s = poll_s
-        self._jobs: dict[tuple[str, int], str] = {}  # (run, attempt) -> job id
         self._cancelled: set[str] = set()
         self._last_poll: dict[str, float] = {}
 
     async def launch(self, record: RunRecord) -> dict[str, str]:
         """Submit this attempt; {node: why not} for nodes that could not be used."""
+        record.launch_ref = ""  # the previous attempt's job is not this one's
         try:
             job_id = await asyncio.to_thread(
                 self.launcher.submit, record.spec, record.placement, record.attempt,
                 [n for n in self.drained() if n not in record.nodes])
         except (SlurmError, ValueError) as exc:
             return dict.fromkeys(record.nodes, f"sbatch refused the attempt: {exc}")
-        self._jobs[(record.name, record.attempt)] = job_id
+        record.launch_ref = job_id  # kept with the run: a restarted controller finds the job
         record.log(self.clock_time(), "submitted", f"attempt {record.attempt} is Slurm job "
                    f"{job_id} on {','.join(record.nodes)}")
         return {}
 
     async def stop(self, record: RunRecord) -> int:
         """Cancel the current attempt's job; how many nodes it ran on (0 if none)."""
-        job_id = self._jobs.get((record.name, record.attempt))
-        if job_id is None:
+        job_id = record.launch_ref
+        if not job_id:
             return 0
         self._cancelled.add(job_id)
         try:
@@ -74,9 +74,9 @@ class SlurmBackend:
 
     async def poll(self, record: RunRecord) -> None:
         """Turn the job's state into exits and failures on the record (rate-limited)."""
-        job_id = self._jobs.get((record.name, record.attempt))
+        job_id = record.launch_ref
         now = self.clock_time()
-        if job_id is None or now - self._last_poll.get(job_id, 0.0) < self.poll_s:
+        if not job_id or now - self._last_poll.get(job_id, 0.0) < self.poll_s:
             return
         self._last_poll[job_id] = now
         try:

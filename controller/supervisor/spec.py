@@ -29,11 +29,14 @@ every problem at once.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 class RunSpecError(ValueError):
@@ -135,6 +138,10 @@ def _assemble(v: dict[str, dict[str, Any]], problems: list[str]) -> RunSpec | No
                          ("layout", "ep_size"), ("checkpoint", "dir")):
         if key not in v[section]:
             problems.append(f"missing {section}.{key}")
+    name = run.get("name")
+    if isinstance(name, str) and not _RUN_NAME.fullmatch(name):
+        problems.append(f"run.name {name!r} must be 1-128 characters of A-Z a-z 0-9 . _ - "
+                        "not starting with '.' or '-' (it names files, jobs and wire records)")
     command = run.get("command", [])
     if not command or not all(isinstance(part, str) for part in command):
         problems.append("run.command must be a non-empty list of strings")

@@ -40,6 +40,18 @@ def test_every_problem_listed_at_once() -> None:
     assert len(err.value.problems) >= 6
 
 
+@pytest.mark.parametrize("name", ["", "../etc", "a/b", "-rf", ".hidden", "dsv3 run", "é",
+                                  "x" * 129])
+def test_a_run_name_that_cannot_name_files_and_jobs_is_refused(name: str) -> None:
+    with pytest.raises(RunSpecError, match=r"run\.name"):
+        run_spec_from_dict({**GOOD, "run": {**GOOD["run"], "name": name}})
+
+
+@pytest.mark.parametrize("name", ["dsv3-671b", "run_2.v1", "A" * 128])
+def test_plain_run_names_are_accepted(name: str) -> None:
+    assert run_spec_from_dict({**GOOD, "run": {**GOOD["run"], "name": name}}).name == name
+
+
 def test_wrong_types_are_reported() -> None:
     doc = {**GOOD, "layout": {"nodes": "four", "ranks_per_node": True, "ep_size": 4}}
     with pytest.raises(RunSpecError) as err:

@@ -12,6 +12,9 @@
 #   GPUFLEET_REASON_TAG     prefix of the drain reason (default "gpufleet-agent:")
 #   GPUFLEET_CHECK_TIMEOUT  seconds before a check is abandoned as UNKNOWN (default 60)
 #   GPUFLEET_EPILOG_WINDOW  seconds the epilog's check watches for XIDs (default 5)
+#   GPUFLEET_XID_LOOKBACK   seconds of kernel log the check reads back for XIDs (default 600:
+#                           two HealthCheckIntervals, so an XID between checks is never missed,
+#                           and a GPU reset without reboot re-drains for at most 10 minutes)
 #   GPUFLEET_NODE           this node's Slurm name (default $SLURMD_NODENAME, else hostname -s)
 #   SLURM_CONF, GPUFLEET_POLICY, GPUFLEET_SIMULATE are passed through to scontrol / the agent.
 
@@ -28,6 +31,8 @@ export PATH
 : "${GPUFLEET_REASON_TAG:=gpufleet-agent:}"
 : "${GPUFLEET_CHECK_TIMEOUT:=60}"
 : "${GPUFLEET_EPILOG_WINDOW:=5}"
+: "${GPUFLEET_XID_LOOKBACK:=600}"
+export GPUFLEET_XID_LOOKBACK
 GPUFLEET_NODE="${GPUFLEET_NODE:-${SLURMD_NODENAME:-$(hostname -s)}}"
 export GPUFLEET_NODE
 [ -n "${GPUFLEET_SIMULATE:-}" ] && export GPUFLEET_SIMULATE

@@ -7,6 +7,10 @@ others (MAD scaled by 1.4826 to estimate σ), and only when the cohort is big en
 meaningful median. Leaving the node out matters in small cohorts: with four nodes, one slow
 node's own distance otherwise inflates the MAD enough to hide it. The relative floor `min_fraction`
 keeps a near-zero MAD (a very uniform fleet) from flagging noise.
+
+A `baseline` (recent passing results of the same cohort that are not being judged now, e.g.
+the fleet's stored verdicts when preflight re-tests one stale node) joins every node's peers,
+so a node burned in alone is still compared with its cohort.
 """
 
 from __future__ import annotations
@@ -74,9 +78,11 @@ class BurnInJudgement:
 
 
 def judge(results: Sequence[Measured],
-          targets: Mapping[str, BurnInTarget] = DEFAULT_TARGETS) -> list[BurnInJudgement]:
+          targets: Mapping[str, BurnInTarget] = DEFAULT_TARGETS,
+          baseline: Mapping[CohortKey, Sequence[float]] | None = None) -> list[BurnInJudgement]:
     """Judge every result against its SKU floor and its cohort — the OTHER members of it
-    (leave-one-out), so a slow node's own number never widens the band it is judged by."""
+    (leave-one-out), so a slow node's own number never widens the band it is judged by —
+    plus the `baseline` busbw values of its cohort key, when given."""
     cohorts: dict[CohortKey, list[tuple[int, float]]] = {}
     for i, r in enumerate(results):
         if r.ok:
@@ -84,6 +90,7 @@ def judge(results: Sequence[Measured],
     judged = []
     for i, r in enumerate(results):
         peers = [v for j, v in cohorts.get(r.key, []) if j != i]
+        peers += (baseline or {}).get(r.key, ())
         target = targets.get(r.key.sku, targets["default"])
         judged.append(_judge_one(r, peers, target))
     return judged

@@ -10,6 +10,8 @@ The decisions live in pure modules — the plan in `groups`, the bookkeeping and
 3. Judge every group within its cohort and store each member's judged verdict as "burnin"
    evidence (busbw per size, cohort median, threshold, message), newer than the agent's own
    unjudged result, so preflight `--burnin` rejects outliers and failures with that reason.
+   With `baseline_age_s` (preflight's own re-test of stale nodes), the single nodes' cohort
+   also holds the other nodes' recent passing verdicts (`baseline`).
 4. With `multi_node`, plan NVLink-domain groups of the nodes that passed and repeat 2-3; a
    member's group verdict supersedes its single-node one.
 5. With `cross_domain` (which implies 4), pair the nodes that passed both passes across NVLink
@@ -26,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from controller.burnin.baseline import read_baseline
 from controller.burnin.groups import (
     Candidate,
     Group,
@@ -35,12 +38,13 @@ from controller.burnin.groups import (
     domain_plan,
     single_node_plan,
 )
-from controller.burnin.judge import DEFAULT_TARGETS, BurnInJudgement, BurnInTarget, CohortKey
+from controller.burnin.judge import DEFAULT_TARGETS, BurnInJudgement, BurnInTarget
 from controller.burnin.outcome import (
     GroupMeasure,
     MemberAnswer,
     answer_from,
     cohort_key,
+    cohort_label,
     evidence_detail,
     judge_groups,
     measure_group,
@@ -120,23 +124,22 @@ def progress(total: int, done: int, phase: str, node: str = "") -> fleet_pb2.Bur
         total=total, done=done, retesting=total - done, phase=phase, node=node))
 
 
-def cohort_label(key: CohortKey) -> str:
-    """A cohort as one string, "sku/driver/nccl/world_size" (the metrics' `cohort` label)."""
-    return f"{key.sku}/{key.driver}/{key.nccl}/{key.world_size}"
-
-
 def evidence_records(
     groups: Sequence[Group], judged: Mapping[str, BurnInJudgement],
     measures: Mapping[str, GroupMeasure], burnin_id: str,
     nodes: Mapping[str, Candidate] | None = None,
+    baseline: Mapping[str, Sequence[float]] | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """(node, verdict, detail) of the evidence to store: one per member of each group; with
-    `nodes`, each detail also names the group's cohort."""
+    `nodes`, each detail also names the group's cohort (and, with `baseline`, how many stored
+    verdicts joined it)."""
     out = []
     for g in groups:
         detail = evidence_detail(judged[g.label], g, measures[g.label], burnin_id)
         if nodes is not None:
             detail["cohort"] = cohort_label(cohort_key(g, measures[g.label], nodes))
+            if baseline is not None and not g.multi_node:
+                detail["baseline_verdicts"] = len(baseline.get(detail["cohort"], ()))
         out += [(node, judged[g.label].severity, dict(detail)) for node in g.nodes]
     return out
 
@@ -216,10 +219,10 @@ async def _run_pass(
 async def _judge_and_store(
     host: BurninHost, plan: Plan, measures: Mapping[str, GroupMeasure],
     nodes: Mapping[str, Candidate], targets: Mapping[str, BurnInTarget], burnin_id: str,
-    on_judged: JudgedSink | None = None,
+    on_judged: JudgedSink | None = None, baseline: Mapping[str, Sequence[float]] | None = None,
 ) -> tuple[dict[str, BurnInJudgement], dict[str, int]]:
-    judged = judge_groups(plan.groups, measures, nodes, targets)
-    records = evidence_records(plan.groups, judged, measures, burnin_id, nodes)
+    judged = judge_groups(plan.groups, measures, nodes, targets, baseline)
+    records = evidence_records(plan.groups, judged, measures, burnin_id, nodes, baseline)
     at = host.clock.time()
     ids = await host.write(lambda store: store_judged(store, records, at, f"burnin:{burnin_id}"))
     if on_judged is not None:
@@ -247,6 +250,17 @@ async def _group_pass(
         for g in plan.groups)
 
 
+async def _baseline(host: BurninHost, plan: Plan, params: BurninParams,
+                    nodes: Mapping[str, Candidate]) -> dict[str, list[float]] | None:
+    """The stored verdicts joining the single nodes' cohorts (None without `baseline_age_s`)."""
+    if params.baseline_age_s <= 0 or not plan.groups:
+        return None
+    since = host.clock.time() - params.baseline_age_s
+    skus = {nodes[g.master].sku for g in plan.groups}
+    return await host.read(lambda store: read_baseline(
+        store, skus=skus, exclude=set(nodes), since=since, largest_bytes=max(params.sizes)))
+
+
 def _requested(store: FleetStore, names: Sequence[str] | None) -> dict[str, NodeRow]:
     if names is None:
         return {r.name: r for r in store.nodes() if r.state != NodeState.RETIRED}
@@ -269,13 +283,14 @@ async def run_burnin(
     single = single_node_plan(candidates, params.ranks_per_node)
     report = fleet_pb2.BurninReport()
     results = {s.node: skipped_message(s.node, s.reason) for s in single.skipped}
+    baseline = await _baseline(host, single, params, nodes)
 
     measures: dict[str, GroupMeasure] = {}
     async for update in _run_pass(host, single.groups, params, burnin_id, "single-node",
                                   measures):
         yield update
     judged, ids = await _judge_and_store(host, single, measures, nodes, targets, burnin_id,
-                                         on_judged)
+                                         on_judged, baseline)
     for g in single.groups:
         results[g.label] = result_message(judged[g.label], g, measures[g.label],
                                           str(ids[g.master]))

@@ -139,6 +139,12 @@ def cohort_key(group: Group, measure: GroupMeasure, nodes: Mapping[str, Candidat
                      nccl=stack, world_size=group.world_size)
 
 
+def cohort_label(key: CohortKey) -> str:
+    """A cohort as one string, "sku/driver/nccl/world_size" (stored with each verdict; the
+    metrics' `cohort` label)."""
+    return f"{key.sku}/{key.driver}/{key.nccl}/{key.world_size}"
+
+
 def _targets_for(backend: str, targets: Mapping[str, BurnInTarget]) -> Mapping[str, BurnInTarget]:
     return targets if backend.startswith("nccl") else {"default": targets["default"]}
 
@@ -146,10 +152,12 @@ def _targets_for(backend: str, targets: Mapping[str, BurnInTarget]) -> Mapping[s
 def judge_groups(
     groups: Sequence[Group], measures: Mapping[str, GroupMeasure],
     nodes: Mapping[str, Candidate], targets: Mapping[str, BurnInTarget] = DEFAULT_TARGETS,
+    baseline: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, BurnInJudgement]:
     """Judge each group (by label) within its cohort; NCCL results also against the floor.
 
     Single nodes and multi-node groups are judged apart even when their cohort keys match.
+    `baseline` (busbw values by `cohort_label`) joins the cohorts of single-node groups.
     """
     batches: dict[tuple[bool, bool], list[Measured]] = {}
     for g in groups:
@@ -157,9 +165,12 @@ def judge_groups(
         measured = Measured(g.label, cohort_key(g, m, nodes), m.busbw_gbps, m.ok, m.error)
         batches.setdefault((m.backend.startswith("nccl"), g.multi_node), []).append(measured)
     out: dict[str, BurnInJudgement] = {}
-    for (is_nccl, _multi), batch in batches.items():
+    for (is_nccl, multi), batch in batches.items():
         table = _targets_for("nccl" if is_nccl else "", targets)
-        out.update({j.node: j for j in judge(batch, table)})
+        known = {} if multi or not baseline else {
+            m.key: baseline[cohort_label(m.key)] for m in batch
+            if cohort_label(m.key) in baseline}
+        out.update({j.node: j for j in judge(batch, table, known)})
     return out
 
 

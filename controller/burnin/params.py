@@ -75,6 +75,10 @@ class BurninParams:
     cross_domain: bool = False
     node_options: Mapping[str, Mapping[str, str]] = field(
         default_factory=lambda: MappingProxyType({}))
+    #: > 0: single nodes are also judged against the fleet's passing verdicts of at most this
+    #: age (`baseline`), so a few nodes burned in alone still have a cohort (preflight's
+    #: re-test sets it; a `gpufleet burnin` request judges its nodes among themselves)
+    baseline_age_s: float = 0.0
 
     def options_for(self, node: str) -> Mapping[str, str]:
         """The worker options (test knobs) of one node."""

@@ -1,8 +1,12 @@
 """Preflight orchestration: gate on stored evidence, re-test only what is stale, gate again.
 
 The judging is the pure gate (controller.fleet.gate) plus the fleet-level checks; this module
-only gathers the inputs, sends CheckNow / RunBurnIn to the nodes whose evidence is stale,
-awaits their answers (bounded), applies the preflight lifecycle events and streams progress.
+only gathers the inputs, re-tests the nodes whose evidence is stale — stale health by a CheckNow
+each (its answer awaited for the request's timeout), stale burn-in through the burn-in
+orchestrator (`controller.burnin.retest`: the nodes' single-node burn-ins judged against the
+SKU floor and their cohort and stored as verdicts, exactly as `gpufleet burnin` does, bounded
+by the burn-in timeout) — applies the preflight lifecycle events and streams progress (phase
+"retesting" for health answers, "burn-in" for burn-ins).
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from controller.burnin import retest  # a module: retest → orchestrator → controller.server → here
+from controller.burnin.judge import DEFAULT_TARGETS, BurnInTarget
+from controller.burnin.params import BurninDefaults
 from controller.fleet.fleet_checks import check_fleet
 from controller.fleet.gate import gate
 from controller.fleet.lifecycle import IllegalTransition, NodeEvent, NodeState
@@ -40,6 +46,9 @@ from .streams import DirectiveBacklog
 log = logging.getLogger(__name__)
 
 _RETURN_FROM = ("unreachable", "drained", "repair")
+HEALTH_PHASE, BURNIN_PHASE = "retesting", "burn-in"
+#: (node, why it could not be re-tested or None, phase) as one part of a node's re-test ends
+News = tuple[str, str | None, str]
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,13 @@ class PreflightSettings:
     check_window_s: float = 0.0
     burnin_sizes: tuple[int, ...] = (1 << 20, 16 << 20, 64 << 20)
     burnin_timeout_s: float = 300.0
+    #: per-SKU burn-in floors and cohort rules, for `gpufleet burnin` and preflight's re-test
+    burnin_targets: Mapping[str, BurnInTarget] = field(default_factory=lambda: DEFAULT_TARGETS)
+
+    def burnin_defaults(self, rendezvous_host: str | None = None) -> BurninDefaults:
+        """What a burn-in leaving sizes and timeout at 0 gets (and where groups rendezvous)."""
+        return BurninDefaults(sizes=self.burnin_sizes, timeout_s=self.burnin_timeout_s,
+                              rendezvous_host=rendezvous_host)
 
 
 @dataclass(frozen=True)
@@ -136,33 +152,36 @@ def _progress(total: int, done: int, retesting: int, phase: str,
         total=total, done=done, retesting=retesting, phase=phase, node=node))
 
 
-def _directives_for(kinds: frozenset[str], row: NodeRow,
-                    settings: PreflightSettings) -> list[fleet_pb2.Directive]:
-    out: list[fleet_pb2.Directive] = []
-    if EvidenceKind.HEALTH in kinds:
-        out.append(fleet_pb2.Directive(check_now=fleet_pb2.CheckNow(
-            window_s=settings.check_window_s)))
-    if EvidenceKind.BURNIN in kinds:
-        ranks = max(1, len(row.gpus))
-        out.append(fleet_pb2.Directive(run_burnin=fleet_pb2.RunBurnIn(
-            burnin_id=f"b-{uuid.uuid4().hex[:12]}", sizes_bytes=settings.burnin_sizes,
-            warmup_iters=5, iters=20, world_size=ranks, rank_offset=0, local_ranks=ranks,
-            master_addr="127.0.0.1", master_port=0, timeout_s=settings.burnin_timeout_s)))
-    return out
-
-
-async def _await_node(service: FleetService, node: str, ids: list[str],
-                      timeout_s: float) -> tuple[str, str | None]:
-    """(node, None) when every directive was answered ok, else (node, why not)."""
+async def _check(service: FleetService, node: str, directive_id: str, timeout_s: float,
+                 news: asyncio.Queue[News]) -> None:
+    """Await a node's CheckNow answer; tell `news` whether it was answered ok."""
+    why: str | None = None
     try:
-        outcomes: list[DirectiveOutcome] = await asyncio.gather(
-            *(service.wait_directive(i, timeout_s) for i in ids))
+        outcome: DirectiveOutcome = await service.wait_directive(directive_id, timeout_s)
+        if not outcome.ok:
+            why = f"re-test failed: {outcome.message or outcome.answer}"
     except TimeoutError:
-        return node, f"no answer to the re-test within {timeout_s:g} s"
-    failed = [o for o in outcomes if not o.ok]
-    if failed:
-        return node, f"re-test failed: {failed[0].message or failed[0].answer}"
-    return node, None
+        why = f"no answer to the re-test within {timeout_s:g} s"
+    await news.put((node, why, HEALTH_PHASE))
+
+
+async def _burn_in(service: FleetService, nodes: Sequence[str], settings: PreflightSettings,
+                   news: asyncio.Queue[News]) -> None:
+    """Burn in `nodes` through the orchestrator (judged, stored); tell `news` as each ends."""
+    params = retest.retest_params(nodes, settings.burnin_defaults(), settings.burnin_ttl_s)
+    left = set(nodes)
+    why = "the burn-in ended without a result for it"
+    try:
+        async for node, skipped in retest.burnin_retest(retest.ServiceHost(service), params,
+                                                        settings.burnin_targets):
+            left.discard(node)
+            await news.put((node, skipped, BURNIN_PHASE))
+    except Exception as err:
+        log.exception("preflight burn-in re-test of %s failed", ", ".join(nodes))
+        why = f"the burn-in re-test failed: {err}"
+    finally:
+        for node in sorted(left):
+            news.put_nowait((node, why, BURNIN_PHASE))
 
 
 async def _apply(service: FleetService, node: str, event: NodeEvent, cause: str) -> None:
@@ -189,9 +208,10 @@ async def run_preflight(
     now = service.clock.time()
     first = {n: gate(snap.facts[n], snap.evidence[n], policy, now, run=request.run)
              for n in names if n in snap.facts}
-    waits: list[asyncio.Task[tuple[str, str | None]]] = []
+    news: asyncio.Queue[News] = asyncio.Queue()
+    tasks: list[asyncio.Task[None]] = []
+    parts: dict[str, set[str]] = {}  # the phases of each node's re-test still running
     untested: dict[str, str] = {}
-    tested: set[str] = set()
     for name, verdict in first.items():
         if not verdict.retest:
             continue
@@ -199,25 +219,39 @@ async def run_preflight(
             untested[name] = "not connected, so it could not be re-tested"
             continue
         await _apply(service, name, NodeEvent.PREFLIGHT_STARTED, "preflight re-test")
-        try:
-            ids = [service.send_directive(name, d)
-                   for d in _directives_for(verdict.retest, snap.rows[name], settings)]
-        except (NotConnected, DirectiveBacklog) as err:
-            untested[name] = f"could not be re-tested: {err}"
-            continue
-        tested.add(name)
-        waits.append(asyncio.create_task(_await_node(service, name, ids, timeout)))
-    done = total - len(waits)
-    yield _progress(total, done, len(waits), "retesting")
+        if EvidenceKind.HEALTH in verdict.retest:
+            try:
+                directive_id = service.send_directive(name, fleet_pb2.Directive(
+                    check_now=fleet_pb2.CheckNow(window_s=settings.check_window_s)))
+            except (NotConnected, DirectiveBacklog) as err:
+                untested[name] = f"could not be re-tested: {err}"
+                continue
+            tasks.append(asyncio.create_task(_check(service, name, directive_id, timeout, news)))
+            parts[name] = {HEALTH_PHASE}
+        if EvidenceKind.BURNIN in verdict.retest:
+            parts.setdefault(name, set()).add(BURNIN_PHASE)
+    tested = set(parts)
+    burning = [n for n, phases in parts.items() if BURNIN_PHASE in phases]
+    burn = asyncio.create_task(_burn_in(service, burning, settings, news)) if burning else None
+    tasks += [burn] if burn is not None else []
+    retesting = len(parts)
+    done = total - retesting
+    yield _progress(total, done, retesting, HEALTH_PHASE)
     try:
-        for next_done in asyncio.as_completed(waits):
-            name, why = await next_done
-            if why is not None:
-                untested[name] = why
-            done += 1
-            yield _progress(total, done, len(waits), "retesting", name)
+        while any(parts.values()):
+            name, why, phase = await news.get()
+            running = parts.get(name, set())
+            if phase in running:
+                running.discard(phase)
+                if not running:
+                    done += 1
+                if why is not None:
+                    untested[name] = "; ".join(filter(None, (untested.get(name), why)))
+            yield _progress(total, done, retesting, phase, name)
+        if burn is not None:
+            await burn  # a node's burn-in ends before its pass is judged and stored
     finally:
-        for task in waits:
+        for task in tasks:
             task.cancel()
     if tested:
         fresh = await service.read(lambda store: read_snapshot(store, sorted(tested)))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.operator_cli import EXIT_REJECTED, get_app
-from controller.server import AdminExtensions, Controller, OperatorTokens
+from controller.server import AdminExtensions, Controller, ControllerSettings, OperatorTokens
 from controller.server.burnin_admin import BurninServicer
 from protos.gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
 from tests.controller.conftest import RawAgent, report, settings
@@ -25,10 +26,9 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 M = 1 << 20
 
 
-@pytest.fixture
-async def controller(db_path: Path) -> AsyncIterator[Controller]:
-    cfg = dataclasses.replace(settings(db_path),
-                              operator_tokens=OperatorTokens.parse(f"alice {TOKEN}\n"))
+@contextlib.asynccontextmanager
+async def burnin_controller(cfg: ControllerSettings) -> AsyncIterator[Controller]:
+    """A running controller on `cfg` that serves `gpufleet burnin` (the admin extension)."""
     c = Controller(cfg, extend=lambda service: AdminExtensions(
         burnin=BurninServicer(service, cfg.preflight)))
     await c.start()
@@ -36,6 +36,14 @@ async def controller(db_path: Path) -> AsyncIterator[Controller]:
         yield c
     finally:
         await c.stop(grace_s=0)
+
+
+@pytest.fixture
+async def controller(db_path: Path) -> AsyncIterator[Controller]:
+    cfg = dataclasses.replace(settings(db_path),
+                              operator_tokens=OperatorTokens.parse(f"alice {TOKEN}\n"))
+    async with burnin_controller(cfg) as c:
+        yield c
 
 
 def stub(channel: grpc.aio.Channel) -> Any:
@@ -46,23 +54,30 @@ async def burnin(channel: grpc.aio.Channel, **kw: Any) -> list[fleet_pb2.BurninU
     return [u async for u in stub(channel).Burnin(fleet_pb2.BurninRequest(**kw), metadata=AUTH)]
 
 
-async def answer_burnins(agent: RawAgent, busbw: float, seq: int, count: int = 1) -> list[
-        fleet_pb2.RunBurnIn]:
+def burnin_answer(directive: fleet_pb2.Directive, busbw: float, seq: int, *,
+                  backend: str = "gloo", nccl: str = "") -> fleet_pb2.AgentMessage:
+    """The agent's answer to a RunBurnIn: a sweep measuring `busbw` at every size."""
+    d = directive.run_burnin
+    msg = fleet_pb2.AgentMessage(seq=seq, sent_at=0.0)
+    msg.result.directive_id = directive.id
+    msg.result.ok = True
+    msg.result.message = "burn-in complete"
+    result = msg.result.burnin
+    result.burnin_id, result.backend, result.world_size = d.burnin_id, backend, d.world_size
+    result.nccl_version = nccl
+    for size in d.sizes_bytes:
+        result.sizes.add(bytes=size, time_us=1.0, algbw_gbps=busbw, busbw_gbps=busbw)
+    return msg
+
+
+async def answer_burnins(agent: RawAgent, busbw: float, seq: int, count: int = 1, *,
+                         backend: str = "gloo", nccl: str = "") -> list[fleet_pb2.RunBurnIn]:
     """Play the agent: answer `count` RunBurnIn directives with a measured sweep."""
     seen = []
     for _ in range(count):
         directive = await agent.until_directive(timeout=10)
-        d = directive.run_burnin
-        seen.append(d)
-        msg = fleet_pb2.AgentMessage(seq=seq, sent_at=0.0)
-        msg.result.directive_id = directive.id
-        msg.result.ok = True
-        msg.result.message = "burn-in complete"
-        result = msg.result.burnin
-        result.burnin_id, result.backend, result.world_size = d.burnin_id, "gloo", d.world_size
-        for size in d.sizes_bytes:
-            result.sizes.add(bytes=size, time_us=1.0, algbw_gbps=busbw, busbw_gbps=busbw)
-        await agent.send(msg)
+        seen.append(directive.run_burnin)
+        await agent.send(burnin_answer(directive, busbw, seq, backend=backend, nccl=nccl))
         seq += 1
     return seen
 

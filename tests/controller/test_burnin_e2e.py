@@ -6,7 +6,10 @@ burn-in extension, five simulated GB300 agents as their own processes (`python -
 - five single-node burn-ins (2 ranks each) where one node runs with `slowdown=4`: it is an
   outlier, `gpufleet preflight --burnin` rejects it with the burn-in reason and evidence age,
   and admits its peers;
-- a hung worker (`hang=1`) is killed at its timeout and stored as CRITICAL evidence.
+- a hung worker (`hang=1`) is killed at its timeout and stored as CRITICAL evidence;
+- a node whose evidence is no longer trusted (drained and back) is re-tested by
+  `gpufleet preflight --burnin` through the same orchestration: its agent runs a real burn-in
+  and the gate admits it on the stored, judged verdict.
 
 Measuring the CPU simulation: the five "nodes" share two CPU cores (and the machine), unlike a
 real fleet's nodes, which share nothing. Run at once they steal each other's cycles and healthy
@@ -41,7 +44,13 @@ from typer.testing import CliRunner, Result
 from controller.burnin.judge import BurnInTarget
 from controller.burnin.params import BurninDefaults
 from controller.operator_cli import EXIT_REJECTED, get_app
-from controller.server import AdminExtensions, Controller, ControllerSettings, ServiceSettings
+from controller.server import (
+    AdminExtensions,
+    Controller,
+    ControllerSettings,
+    PreflightSettings,
+    ServiceSettings,
+)
 from controller.server.burnin_admin import BurninServicer
 from controller.store import FleetStore
 from protos.gpufleet.v1 import fleet_pb2, fleet_pb2_grpc as pb_grpc
@@ -136,10 +145,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimFleet]:
     tmp = tmp_path_factory.mktemp("burnin")
     loop = LoopThread()
     cfg = ControllerSettings(listen="127.0.0.1:0", db=tmp / "fleet.db",
-                             service=ServiceSettings(heartbeat_check_s=0.0))
+                             service=ServiceSettings(heartbeat_check_s=0.0),
+                             preflight=PreflightSettings(burnin_sizes=(M, 4 * M),
+                                                         burnin_timeout_s=90.0,
+                                                         burnin_targets=SIM_TARGETS))
     controller = Controller(cfg, extend=lambda service: AdminExtensions(burnin=BurninServicer(
-        service, cfg.preflight, defaults=BurninDefaults(answer_grace_s=15.0),
-        targets=SIM_TARGETS)))
+        service, cfg.preflight, defaults=BurninDefaults(answer_grace_s=15.0))))
     loop.run(controller.start())
     agents: dict[str, subprocess.Popen[bytes]] = {}
     sim = SimFleet(controller.address, tmp / "fleet.db", agents, controller, loop)
@@ -265,3 +276,25 @@ def test_a_hung_worker_is_killed_at_its_timeout_and_stored_as_critical(fleet: Si
     (reason,) = json.loads(gated.stdout)["rejected"][0]["reasons"]
     assert reason["message"].startswith("burn-in failed: burnin_failed: burn-in did not complete: "
                                         "timed out")
+
+
+def test_preflight_retests_an_untrusted_node_with_a_judged_burn_in_on_its_agent(
+    fleet: SimFleet,
+) -> None:
+    node = NODES[2]
+    for step in (("drain", node, "--reason", "cable swap"), ("undrain", node)):
+        assert cli(fleet.address, *step).exit_code == 0
+    before = fleet.read(node)  # any from before the drain is no longer trusted: re-tested
+    gated = cli(fleet.address, "preflight", node, "--burnin", "--json")
+    assert gated.exit_code == 0, gated.output
+    assert json.loads(gated.stdout)["admitted"] == [node]
+    evidence = fleet.read(node)
+    assert before is None or evidence.id != before.id
+    assert evidence.source.startswith("burnin:b-"), evidence
+    assert (evidence.verdict, evidence.detail["judged"], evidence.detail["check"]) == (
+        "ok", True, "burnin")
+    assert (evidence.detail["backend"], evidence.detail["world_size"]) == ("gloo", 4)  # 4 GPUs
+    assert [s["bytes"] for s in evidence.detail["sizes"]] == [M, 4 * M]
+    assert all(s["busbw_gbps"] > 0 and s["wrong"] == 0 for s in evidence.detail["sizes"])
+    shown = json.loads(cli(fleet.address, "node", "show", node, "--json").stdout)
+    assert shown["burnin"]["evidence_id"] == str(evidence.id)

@@ -66,3 +66,20 @@ def test_one_slow_node_in_a_noisy_cohort_of_four_is_still_caught() -> None:
                      target)
     assert [v.passed for v in verdicts] == [True, True, True, False]
     assert verdicts[3].cohort_median_gbps == pytest.approx(1.45)
+
+
+def test_a_baseline_of_recent_results_gives_a_node_alone_a_cohort() -> None:
+    (alone,) = judge(_fleet([400]))
+    assert alone.passed and alone.cohort_median_gbps is None  # above the floor, no cohort
+    (judged,) = judge(_fleet([400]), baseline={H100: [470, 468, 472]})
+    assert not judged.passed and judged.check == "burnin_outlier"
+    assert judged.cohort_median_gbps == pytest.approx(470.0)
+    other = CohortKey("h100_sxm", "570.10", "2.21.5", 8)  # another driver: not comparable
+    (apart,) = judge(_fleet([400]), baseline={other: [470, 468, 472]})
+    assert apart.passed and apart.cohort_median_gbps is None
+
+
+def test_a_baseline_joins_the_peers_of_every_node_judged_together() -> None:
+    verdicts = judge(_fleet([470, 400]), baseline={H100: [468, 472]})
+    assert [v.passed for v in verdicts] == [True, False]
+    assert verdicts[1].cohort_median_gbps == pytest.approx(470.0)  # 470 (its peer), 468, 472

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -192,6 +192,23 @@ async def test_single_nodes_run_all_at_once_and_the_slow_one_is_rejected_by_the_
     (reason,) = verdicts["n5"].reasons
     assert reason.message.startswith("burn-in failed: burnin_outlier: all-reduce busbw 1.00 GB/s")
     assert reason.evidence_age_s is not None and 0 <= reason.evidence_age_s < 5
+
+
+async def test_with_a_baseline_age_a_node_alone_is_judged_against_recent_verdicts(
+    store: FleetStore,
+) -> None:
+    for name in FIVE:
+        register(store, name, "d0")
+    fleet = FakeFleet(store, {n: healthy(4.0) for n in FIVE[:4]} | {"n5": healthy(1.0)})
+    await collect(run_burnin(fleet, params_from_request(request(nodes=list(FIVE[:4])), DEFAULTS)))
+    alone = params_from_request(request(nodes=["n5"]), DEFAULTS)
+    results = []
+    for age in (0.0, 1e-6, 3600.0):  # none; only verdicts younger than 1 µs (none); an hour
+        _, report = await collect(run_burnin(fleet, replace(alone, baseline_age_s=age)))
+        results.append((report.nodes[0].check, report.nodes[0].cohort_median_gbps))
+    assert results == [("burnin", 0.0), ("burnin", 0.0), ("burnin_outlier", 4.0)]
+    evidence = store.latest_evidence("n5", "burnin")
+    assert evidence is not None and evidence.detail["baseline_verdicts"] == 4
 
 
 async def test_max_parallel_bounds_how_many_burn_ins_run_at_once(store: FleetStore) -> None:

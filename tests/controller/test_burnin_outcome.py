@@ -4,9 +4,11 @@ and what the preflight gate makes of that evidence."""
 from __future__ import annotations
 
 from controller.burnin.groups import LOOPBACK, Candidate, Group, Member
+from controller.burnin.judge import CohortKey
 from controller.burnin.outcome import (
     MemberAnswer,
     answer_from,
+    cohort_label,
     evidence_detail,
     judge_groups,
     judged_busbw,
@@ -178,3 +180,18 @@ def test_stored_evidence_reads_back_as_the_wire_result() -> None:
     agents_own = result_from_evidence(3, "critical", {"error": "timed out", "sizes": []})
     assert (agents_own.passed, agents_own.check, agents_own.severity) == (
         False, "burnin", fleet_pb2.SEVERITY_CRITICAL)
+
+
+def test_a_baseline_by_cohort_label_joins_single_nodes_only() -> None:
+    alone, group = single("n1"), Group("domain:d0", (Member("n2", 0, 1), Member("n3", 1, 1)),
+                                       "h", 29500, "d0")
+    measures = {g.label: measure_group(g, {n: answer_from(n, True, "", directive_result(
+        burnin(1.0))) for n in g.nodes}) for g in (alone, group)}
+    label = "gb300/570.1/gloo/2"  # both have world size 2: the same cohort key
+    assert judge_groups([alone], measures, NODES)["n1"].passed  # no peers at all
+    judged = judge_groups([alone, group], measures, NODES, baseline={label: [4.0, 4.0, 4.0]})
+    assert judged["n1"].check == "burnin_outlier" and judged["n1"].cohort_median_gbps == 4.0
+    assert judged["domain:d0"].passed  # stored single-node verdicts never judge a group
+    assert judge_groups([alone], measures, NODES, baseline={"gb300/570.1/gloo/4": [4.0] * 3}
+                        )["n1"].passed  # another world size: not its cohort
+    assert cohort_label(CohortKey("gb300", "570.1", "gloo", 2)) == label

@@ -17,13 +17,13 @@ import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
-from controller.fleet.lifecycle import IllegalTransition, NodeEvent, NodeState
-from controller.server.preflight import PreflightSettings, run_preflight
-from controller.server.service import Delivered, FleetService, UnknownNode
-from controller.store import NodeRow, TransitionRow
-from controller.store.codec import rails_by_gpu
+from controller.fleet.lifecycle import NodeEvent, NodeState
+from controller.server.preflight import PreflightSettings
+from controller.server.service import Delivered, FleetService
+from controller.store import TransitionRow
+from controller.supervisor.actions import RunActions
+from controller.supervisor.admission import Admission, candidate
 from controller.supervisor.agent_backend import AgentBackend, RankBackend
-from controller.supervisor.checkpoints import latest_complete_step
 from controller.supervisor.decide import (
     TERMINAL,
     Complete,
@@ -37,10 +37,8 @@ from controller.supervisor.decide import (
     RunView,
     decide,
     find_hangs,
-    run_transition,
 )
 from controller.supervisor.keeper import RunKeeper
-from controller.supervisor.ledger import Incident
 from controller.supervisor.observe import (
     BAD_STATES,
     current,
@@ -50,20 +48,11 @@ from controller.supervisor.observe import (
     note_rank_exit,
     prepare_reattach,
 )
-from controller.supervisor.placement import (
-    Candidate,
-    Layout,
-    Placement,
-    Unsatisfiable,
-    place,
-    replace_node,
-)
+from controller.supervisor.placement import Layout, Unsatisfiable, place
 from controller.supervisor.record import RunRecord
 from controller.supervisor.spec import RunSpec
-from protos.gpufleet.v1 import fleet_pb2
 
 log = logging.getLogger(__name__)
-_SPARE_STATES = frozenset({NodeState.READY, NodeState.REGISTERED})
 
 
 class RunRejected(Exception):
@@ -98,6 +87,8 @@ class Supervisor:
             directive_timeout_s=settings.directive_timeout_s, port_range=settings.port_range)
         self.runs: dict[str, RunRecord] = {}
         self.keeper = RunKeeper(service.write, service.read, service.clock.time)
+        self.admission = Admission(service, preflight)
+        self.actions = RunActions(service, self.backend, self.keeper, self._poke)
         # after a (re)start, agents need a moment to reconnect: no decision counts a node
         # that has not come back yet as gone, until its heartbeat timeout says so
         self._reconnect_until = service.clock.time() + service.settings.heartbeat_timeout_s
@@ -113,10 +104,10 @@ class Supervisor:
         old = self.runs.get(spec.name)
         if old is not None and old.state not in TERMINAL:
             raise RunRejected([f"run {spec.name!r} is already {old.state.value}"])
-        rows = await self._rows()
-        admitted = await self._admit(None, spec.name)
+        rows = await self.admission.rows()
+        admitted = await self.admission.admit(None, spec.name)
         layout = Layout(spec.world_size, spec.ranks_per_node, spec.ep_size, spec.spares_per_domain)
-        placed = place([_candidate(rows[n]) for n in admitted if n in rows], layout)
+        placed = place([candidate(rows[n]) for n in admitted if n in rows], layout)
         if isinstance(placed, Unsatisfiable):
             raise RunRejected([f"{len(admitted)} node(s) admitted by the gate", *placed.reasons])
         now = self.service.clock.time()
@@ -127,8 +118,9 @@ class Supervisor:
         self.runs[spec.name] = record
         await self.keeper.save(record, fresh=True)
         for node in placed.node_names:
-            await self._event(node, NodeEvent.ALLOCATED, f"allocated to run {spec.name}")
-        await self._launch(record)
+            await self.actions.node_event(node, NodeEvent.ALLOCATED,
+                                          f"allocated to run {spec.name}")
+        await self.actions.launch(record)
         await self.keeper.save(record)
         self._watch(record)
         return record
@@ -155,7 +147,7 @@ class Supervisor:
     async def stop_run(self, name: str) -> RunRecord:
         record = self.runs[name]
         if record.state not in TERMINAL:
-            await self._finish(record, RunEvent.OPERATOR_STOP, "stopped by the operator")
+            await self.actions.finish(record, RunEvent.OPERATOR_STOP, "stopped by the operator")
             await self.keeper.save(record)
         return record
 
@@ -242,7 +234,7 @@ class Supervisor:
             record.log(self.service.clock.time(), "error", f"supervisor error: {exc!r}")
             if _is_restarting(record):  # the work may have moved it on
                 with contextlib.suppress(Exception):
-                    await self._finish(record, RunEvent.GAVE_UP,
+                    await self.actions.finish(record, RunEvent.GAVE_UP,
                                        f"restart failed: {exc!r}", failed=True)
 
     def _not_back_yet(self, record: RunRecord, now: float) -> set[str]:
@@ -261,15 +253,16 @@ class Supervisor:
             while self._not_back_yet(record, self.service.clock.time()):
                 await asyncio.sleep(self.settings.tick_s)
         if record.state is RunState.PENDING:
-            await self._stop_ranks(record)
-            await self._launch(record)
+            await self.actions.stop_ranks(record)
+            await self.actions.launch(record)
         elif record.state is RunState.RESTARTING:
-            await self._stop_ranks(record)
-            decision = decide(self._view(record, await self._usable_spares(record.placement)))
+            await self.actions.stop_ranks(record)
+            spares = await self.admission.usable_spares(record.placement)
+            decision = decide(self._view(record, spares))
             if isinstance(decision, GiveUp):
-                await self._finish(record, RunEvent.FAILURE, decision.reason, failed=True)
+                await self.actions.finish(record, RunEvent.FAILURE, decision.reason, failed=True)
             else:
-                await self._relaunch(record, decision if isinstance(decision, Restart)
+                await self.actions.relaunch(record, decision if isinstance(decision, Restart)
                                      else Restart(Failure(FailureKind.RANK_EXIT, "", 0.0, "")))
         await self.keeper.save(record)
 
@@ -291,17 +284,18 @@ class Supervisor:
         for hang in hangs:
             if hang.rank not in hung:
                 record.failures.append(hang)
-        decision = decide(self._view(
-            record, await self._usable_spares(record.placement) if record.failures else {}))
+        spares = (await self.admission.usable_spares(record.placement)
+                  if record.failures else {})
+        decision = decide(self._view(record, spares))
         if isinstance(decision, Continue):
             return
         if isinstance(decision, Complete):
-            await self._finish(record, RunEvent.ALL_EXITED_OK,
+            await self.actions.finish(record, RunEvent.ALL_EXITED_OK,
                                f"every rank exited 0 at step {record.step}")
         elif isinstance(decision, GiveUp):
-            await self._finish(record, RunEvent.FAILURE, decision.reason, failed=True)
+            await self.actions.finish(record, RunEvent.FAILURE, decision.reason, failed=True)
         elif isinstance(decision, Restart):
-            await self._restart(record, decision)
+            await self.actions.restart(record, decision)
 
     @staticmethod
     def _view(record: RunRecord, spares: Mapping[str, Sequence[str]]) -> RunView:
@@ -311,125 +305,6 @@ class Supervisor:
             nodes=record.nodes, domain_of=record.domain_of, spares=spares,
             failures=tuple(record.failures), exited_ok=frozenset(record.exited_ok))
 
-    async def _restart(self, record: RunRecord, d: Restart) -> None:
-        now = self.service.clock.time()
-        root = d.root_cause
-        record.state = run_transition(record.state, RunEvent.FAILURE)
-        record.reason = f"{root.kind.value} on {root.node}: {root.detail}"
-        if record.incidents and record.incidents[-1].resumed_at is None:
-            last = record.incidents[-1]  # the previous restart never reached a step: it ends here
-            record.incidents[-1] = Incident(last.fault_at, last.detected_at,
-                                            max(last.detected_at, root.at))
-        record.incidents.append(Incident(root.at, now, None))
-        record.log(now, "failure", f"root cause: {record.reason}"
-                   + (f" (evidence {root.evidence_id})" if root.evidence_id else "")
-                   + f"; detected {now - root.at:.2f} s after the fault", root.node)
-        await self.keeper.save(record)  # a controller restart from here redoes the restart
-        await self._relaunch(record, d)
-
-    async def _relaunch(self, record: RunRecord, d: Restart) -> None:
-        """Stop every rank, take the implicated nodes out, swap in the spares, launch again."""
-        now = self.service.clock.time()
-        record.log(self.service.clock.time(), "stop",
-                   f"stopping every rank on {len(record.nodes)} node(s)")
-        stopped = await self._stop_ranks(record)
-        record.log(self.service.clock.time(), "stopped",
-                   f"{stopped} of {len(record.nodes)} node(s) confirmed their ranks stopped "
-                   f"{self.service.clock.time() - now:.2f} s after detection")
-        for failure in d.take_out:
-            if failure.kind is FailureKind.RANK_HANG:
-                await self._event(failure.node, NodeEvent.REPORT_CRITICAL,
-                                  f"run {record.name}: {failure.detail}")
-        placement = record.placement
-        for failed, spare in d.replace.items():
-            placement = replace_node(placement, failed, spare)
-            await self._event(spare, NodeEvent.ALLOCATED, f"spare for {failed} in run "
-                              f"{record.name}")
-            record.log(self.service.clock.time(), "replace",
-                       f"{failed} replaced by spare {spare} from NVLink domain "
-                       f"{record.domain_of.get(spare, '?')}", failed)
-        record.placement = placement
-        record.restarts += 1
-        resume = latest_complete_step(record.spec.checkpoint_dir)
-        record.log(self.service.clock.time(), "restart",
-                   f"attempt {record.attempt + 1} ({record.restarts}/"
-                   f"{record.spec.restart_budget} restarts) resumes from "
-                   + (f"checkpoint step {resume}" if resume is not None else "the start"))
-        record.state = run_transition(record.state, RunEvent.RELAUNCHED)
-        await self._launch(record)
-
-    async def _finish(self, record: RunRecord, event: RunEvent, reason: str,
-                      failed: bool = False) -> None:
-        now = self.service.clock.time()
-        if record.state is not RunState.RESTARTING and failed:
-            record.state = run_transition(record.state, RunEvent.FAILURE)
-        if failed or event is RunEvent.OPERATOR_STOP:
-            await self._stop_ranks(record)
-        record.state = run_transition(record.state, RunEvent.GAVE_UP if failed else event)
-        record.reason = reason
-        record.ended_at = now
-        record.log(now, record.state.value, reason)
-        for node in record.nodes:
-            await self._event(node, NodeEvent.RELEASED, f"run {record.name} {record.state}")
-        self._poke(record)
-
-    # ------------------------------------------------------------------ actions
-
-    async def _launch(self, record: RunRecord) -> None:
-        spec = record.spec
-        record.attempt += 1
-        record.attempt_started_at = self.service.clock.time()
-        record.failures.clear()
-        record.exited_ok.clear()
-        record.last_step_at.clear()
-        refused = await self.backend.launch(record)
-        now = self.service.clock.time()
-        if record.state is RunState.PENDING:
-            record.state = run_transition(record.state, RunEvent.LAUNCHED)
-        where = (f", rendezvous {record.master_addr}:{record.master_port}"
-                 if record.master_port else "")
-        record.log(now, "launched", f"attempt {record.attempt}: {spec.world_size} ranks on "
-                   f"{len(record.nodes)} nodes{where}")
-        for name, why in refused.items():
-            record.failures.append(Failure(FailureKind.NODE_UNREACHABLE, name, now,
-                                           f"could not start ranks: {why}"))
-        self._poke(record)
-
-    async def _stop_ranks(self, record: RunRecord) -> int:
-        return await self.backend.stop(record)
-
-    async def _event(self, node: str, event: NodeEvent, cause: str) -> None:
-        with contextlib.suppress(IllegalTransition, UnknownNode):
-            await self.service.apply_event(node, event, cause=cause, actor="controller:supervisor")
-
-    async def _usable_spares(self, placement: Placement) -> dict[str, tuple[str, ...]]:
-        """Spares that are connected and in service, in order; the gate is asked below."""
-        out: dict[str, tuple[str, ...]] = {}
-        for domain, names in placement.spares.items():
-            usable = [n for n in names if self.service.connected(n)
-                      and self.service.state_of(n) in _SPARE_STATES]
-            admitted = await self._admit(usable, "") if usable else []
-            out[domain] = tuple(n for n in usable if n in admitted)
-        return out
-
-    async def _admit(self, nodes: Sequence[str] | None, run: str) -> list[str]:
-        """Nodes the preflight gate admits (re-testing only stale evidence)."""
-        request = fleet_pb2.PreflightRequest(all=nodes is None, nodes=list(nodes or ()), run=run)
-        admitted: list[str] = []
-        async for update in run_preflight(self.service, request, self.preflight):
-            if update.WhichOneof("body") == "result":
-                admitted = [v.node for v in update.result.verdicts if v.admitted]
-        return admitted
-
-    async def _rows(self) -> dict[str, NodeRow]:
-        rows = await self.service.read(lambda store: store.nodes())
-        return {row.name: row for row in rows}
-
-
 def _is_restarting(record: RunRecord) -> bool:
     return record.state is RunState.RESTARTING
 
-
-def _candidate(row: NodeRow) -> Candidate:
-    rails = {gpu: rail for gpu, rail in enumerate(rails_by_gpu(row.rails)) if rail}
-    return Candidate(row.name, row.nvlink_domain or row.name, len(row.gpus), rails)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from controller.supervisor.spec import RunSpecError, load_run_spec, run_spec_from_dict
 
-GOOD = {
+GOOD: dict[str, dict[str, Any]] = {
     "run": {"name": "mini", "command": ["python", "-m", "x", "--steps", "{steps}"], "steps": 20},
     "layout": {"nodes": 4, "ranks_per_node": 2, "ep_size": 4},
     "checkpoint": {"dir": "/tmp/ck", "interval_steps": 5},

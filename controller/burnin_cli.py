@@ -29,17 +29,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from controller.cli_render import severity_name
-from controller.operator_cli import (
+from controller.cli_connection import (
     EXIT_REJECTED,
     EXIT_USAGE,
     CliError,
     Metadata,
-    emit_json,
-    failures,
     follow_stream,
-    session,
 )
+from controller.cli_format import severity_name
+from controller.cli_session import emit_json, failures, session
 from protos.gpufleet.v1 import fleet_pb2 as pb, fleet_pb2_grpc as pb_grpc
 
 SKIPPED = "burnin_skipped"

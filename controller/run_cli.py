@@ -17,7 +17,9 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from controller.operator_cli import CliError, emit_json, failures, run_app, session
+from controller.cli_app import run_app
+from controller.cli_connection import CliError
+from controller.cli_session import emit_json, failures, session
 from protos.gpufleet.v1 import fleet_pb2 as pb, fleet_pb2_grpc as pb_grpc
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]

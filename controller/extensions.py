@@ -80,6 +80,7 @@ def build_extensions(
 
         return AdminExtensions(
             runs=SupervisorRpcs(supervisor), stop=stop, start=start,
+            burnin_judged=burnins.record_evidence,
             burnin=BurninServicer(service, preflight, rendezvous_host=rendezvous_host,
                                   on_judged=burnins.record_evidence))
 

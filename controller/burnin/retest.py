@@ -34,12 +34,8 @@ SKIPPED = "burnin_skipped"
 
 
 class ServiceHost:
-    """FleetService as the orchestrator's BurninHost.
-
-    FleetService has no public write call, so `write` runs on the service's own store writer
-    thread (the only writer of the database): a small `FleetService.write(fn)` would remove
-    the reach into `_writer`.
-    """
+    """FleetService as the orchestrator's BurninHost (writes go through the service's own
+    store writer thread, the only writer of the database)."""
 
     def __init__(self, service: FleetService) -> None:
         self._service = service
@@ -55,7 +51,7 @@ class ServiceHost:
         return await self._service.read(fn)
 
     async def write(self, fn: Callable[[FleetStore], T]) -> T:
-        return await self._service._writer.call(fn)
+        return await self._service.write(fn)
 
     def connected(self, node: str) -> bool:
         return self._service.connected(node)
@@ -71,11 +67,13 @@ def retest_params(nodes: Sequence[str], defaults: BurninDefaults,
 
 async def burnin_retest(
     host: orchestrator.BurninHost, params: BurninParams, targets: Mapping[str, BurnInTarget],
+    on_judged: orchestrator.JudgedSink | None = None,
 ) -> AsyncIterator[tuple[str, str | None]]:
     """Burn in `params.nodes`, each alone. Yields ("", None) as the burn-in starts, (node, None)
     as a node's burn-in ends and (node, why) for a node that could not be burned in; each
     node's judged verdict is stored (as "burnin" evidence) before the generator ends."""
-    async for update in orchestrator.run_burnin(host, params, targets=targets):
+    async for update in orchestrator.run_burnin(host, params, targets=targets,
+                                                on_judged=on_judged):
         if update.WhichOneof("body") == "progress":
             if update.progress.node or not update.progress.done:
                 yield update.progress.node, None

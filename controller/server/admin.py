@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import grpc
 
@@ -18,6 +18,9 @@ from .preflight import PreflightSettings, run_preflight
 from .security import AdminAuth, AuthError
 from .service import FleetService, UnknownNode
 from .validate import WireError, check_node_name
+
+if TYPE_CHECKING:  # a cycle at run time: orchestrator → controller.server → here
+    from controller.burnin.orchestrator import JudgedSink
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MAX_REASON = 1024
@@ -57,6 +60,7 @@ class AdminExtensions:
     burnin: BurninRpcs | None = None
     stop: Callable[[], Awaitable[None]] | None = None  # called when the controller stops
     start: Callable[[], Awaitable[None]] | None = None  # called before the server serves
+    burnin_judged: JudgedSink | None = None  # told of burn-in verdicts preflight stores
 
 
 class FleetAdminServicer(fleet_pb2_grpc.FleetAdminServicer):
@@ -210,7 +214,8 @@ class FleetAdminServicer(fleet_pb2_grpc.FleetAdminServicer):
         if request.max_age_s < 0 or request.timeout_s < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 "max_age_s and timeout_s must be >= 0")
-        async for update in run_preflight(self._service, request, self._preflight):
+        async for update in run_preflight(self._service, request, self._preflight,
+                                          on_judged=self._ext.burnin_judged):
             yield update
 
     # ---------------------------------------------------------------- served by extensions

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.burnin import retest  # a module: retest → orchestrator → controller.server → here
 from controller.burnin.judge import DEFAULT_TARGETS, BurnInTarget
@@ -42,6 +42,9 @@ from protos.gpufleet.v1 import fleet_pb2
 from .directives import DirectiveOutcome, NotConnected
 from .service import FleetService, UnknownNode
 from .streams import DirectiveBacklog
+
+if TYPE_CHECKING:  # a cycle at run time: orchestrator → controller.server → here
+    from controller.burnin.orchestrator import JudgedSink
 
 log = logging.getLogger(__name__)
 
@@ -166,14 +169,14 @@ async def _check(service: FleetService, node: str, directive_id: str, timeout_s:
 
 
 async def _burn_in(service: FleetService, nodes: Sequence[str], settings: PreflightSettings,
-                   news: asyncio.Queue[News]) -> None:
+                   news: asyncio.Queue[News], on_judged: JudgedSink | None) -> None:
     """Burn in `nodes` through the orchestrator (judged, stored); tell `news` as each ends."""
     params = retest.retest_params(nodes, settings.burnin_defaults(), settings.burnin_ttl_s)
     left = set(nodes)
     why = "the burn-in ended without a result for it"
     try:
         async for node, skipped in retest.burnin_retest(retest.ServiceHost(service), params,
-                                                        settings.burnin_targets):
+                                                        settings.burnin_targets, on_judged):
             left.discard(node)
             await news.put((node, skipped, BURNIN_PHASE))
     except Exception as err:
@@ -191,8 +194,10 @@ async def _apply(service: FleetService, node: str, event: NodeEvent, cause: str)
 
 async def run_preflight(
     service: FleetService, request: fleet_pb2.PreflightRequest, settings: PreflightSettings,
+    on_judged: JudgedSink | None = None,
 ) -> AsyncIterator[fleet_pb2.PreflightUpdate]:
-    """Gate the requested nodes, re-testing stale evidence; yield progress, then the result."""
+    """Gate the requested nodes, re-testing stale evidence; yield progress, then the result.
+    `on_judged` is told of every burn-in verdict the re-test stores (the burn-in metrics)."""
     max_age = request.max_age_s if request.max_age_s > 0 else settings.max_age_s
     timeout = request.timeout_s if request.timeout_s > 0 else settings.timeout_s
     policy = GatePolicy(ttl_s={EvidenceKind.HEALTH: max_age,
@@ -232,7 +237,8 @@ async def run_preflight(
             parts.setdefault(name, set()).add(BURNIN_PHASE)
     tested = set(parts)
     burning = [n for n, phases in parts.items() if BURNIN_PHASE in phases]
-    burn = asyncio.create_task(_burn_in(service, burning, settings, news)) if burning else None
+    burn = (asyncio.create_task(_burn_in(service, burning, settings, news, on_judged))
+            if burning else None)
     tasks += [burn] if burn is not None else []
     retesting = len(parts)
     done = total - retesting

@@ -25,6 +25,7 @@ import pytest
 from typer.testing import CliRunner
 
 from controller.burnin.retest import ServiceHost
+from controller.extensions import build_extensions
 from controller.operator_cli import get_app
 from controller.server import Controller, PreflightSettings
 from controller.store import FleetStore
@@ -198,3 +199,30 @@ async def test_the_gate_waits_for_the_verdicts_to_be_stored(
         (verdict,) = updates[-1].result.verdicts
         assert not verdict.admitted and verdict.reasons[0].message.startswith(FLOOR), verdict
         await agents["slow"].close()
+
+
+async def test_preflight_verdicts_reach_the_burnin_metrics(db_path: Path) -> None:
+    """The controller as `gpufleet-controller serve` builds it (its extensions): a verdict the
+    preflight re-test stores shows in the burn-in families at once, not after a restart."""
+    cfg = dataclasses.replace(settings(db_path), preflight=PreflightSettings(
+        burnin_sizes=(M, 4 * M), burnin_timeout_s=20.0))
+    c = Controller(cfg, extend=build_extensions(cfg.preflight))
+    await c.start()
+    try:
+        speeds = {"good-a": 472.0, "good-b": 468.0, "slow": 180.0}
+        async with grpc.aio.insecure_channel(c.address) as ch:
+            agents = await join(ch, *speeds)
+            plays = [asyncio.create_task(answer_nccl(agents[n], bw, 2))
+                     for n, bw in speeds.items()]
+            await preflight(ch, *speeds)
+            await asyncio.gather(*plays)
+        get = c.metrics.registry.get_sample_value
+        for node in speeds:
+            assert get("gpufleet_burnin_timestamp_seconds", {"node": node}) is not None, node
+        samples = [s for m in c.metrics.registry.collect()
+                   if m.name == "gpufleet_burnin_busbw_bytes_per_second" for s in m.samples]
+        measured = {s.labels["node"]: s.value for s in samples}
+        assert measured["slow"] == pytest.approx(180e9)
+        assert measured["good-a"] == pytest.approx(472e9)
+    finally:
+        await c.stop(grace_s=0)

@@ -3,24 +3,21 @@ run supervisor.
 
 It owns the store workers (writer and reader threads), the ingest pipeline, the live streams
 and the directive hub; it applies lifecycle moves decided by the pure lifecycle, and runs the
-heartbeat check. Everything here runs on the event loop; SQLite work runs on the store threads.
+heartbeat check. The in-memory node picture lives in `node_cache.NodeCache`, what follows a
+commit (acks, metrics, directives, listeners) in `commit_effects.CommitEffects`. Everything
+here runs on the event loop; SQLite work runs on the store threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-import grpc
-from prometheus_client import Counter as Counter_
-
 from controller.clock import Clock
-from controller.fleet.fleet_checks import stale_nodes
 from controller.fleet.lifecycle import NodeEvent, NodeState
 from controller.metrics import ControllerMetrics
 from controller.store import (
@@ -33,9 +30,11 @@ from controller.store import (
 from controller.store.codec import identity_from_hello
 from protos.gpufleet.v1 import fleet_pb2
 
+from .commit_effects import CommitEffects, Delivered
 from .directives import DirectiveHub, DirectiveOutcome, NotConnected
-from .ingest import Committed, IngestPipeline
+from .ingest import IngestPipeline
 from .jobs import UnknownNode, command_job, heartbeat_job, register_job
+from .node_cache import NodeCache
 from .periodic import Periodic
 from .store_worker import StoreWorker
 from .streams import DirectiveBacklog, StreamRegistry
@@ -59,16 +58,6 @@ class ServiceSettings:
     prune_interval_s: float = 60.0
 
 
-@dataclass(frozen=True)
-class Delivered:
-    """A message from a node, after it was committed (durable) or on receipt (ephemeral)."""
-
-    node: str
-    msg: fleet_pb2.AgentMessage
-    evidence_id: int | None
-    durable: bool
-
-
 class FleetService:
     """The fleet as the controller knows it, and the only way to change it."""
 
@@ -87,18 +76,12 @@ class FleetService:
         self.settings = settings
         self.streams = StreamRegistry()
         self.directives = DirectiveHub(clock)
-        self._states: dict[str, NodeState] = {}
-        self._reasons: dict[str, str] = {}
-        self._last_seen: dict[str, float] = {}
-        self._lost: set[str] = set()  # declared lost by the heartbeat check, not heard since
-        self._unreachable_nodes: set[str] = set()  # whose stored state is unreachable
-        self._listeners: list[Callable[[Delivered], None]] = []
-        self._transition_listeners: list[Callable[[TransitionRow], None]] = []
+        self._nodes = NodeCache(clock)
+        self._effects = CommitEffects(self._nodes, self.streams, self.directives, metrics)
         self._upkeep = Periodic()
-        self._kind_counters: dict[str, Counter_] = {}
         self.pipeline = IngestPipeline(
-            writer, clock, on_commit=self._on_commit, on_failure=self._on_failure,
-            unreachable=self._unreachable, max_queue=settings.queue_size,
+            writer, clock, on_commit=self._effects.on_commit, on_failure=self._effects.on_failure,
+            unreachable=self._nodes.unreachable, max_queue=settings.queue_size,
             max_batch=settings.max_batch, linger_s=settings.batch_linger_s,
         )
         metrics.bind_node_states(self.state_counts)
@@ -123,14 +106,7 @@ class FleetService:
         Every known node gets a full heartbeat timeout from now to reconnect, so a controller
         restart does not mark the fleet unreachable.
         """
-        states = await self._reader.call(FleetStore.state_reasons)
-        now = self.clock.time()
-        self._states = {name: NodeState(state) for name, (state, _) in states.items()}
-        self._reasons = {name: reason for name, (_, reason) in states.items()}
-        self._last_seen = dict.fromkeys(self._states, now)
-        self._unreachable_nodes = {
-            n for n, s in self._states.items() if s is NodeState.UNREACHABLE}
-        self._lost = set(self._unreachable_nodes)
+        self._nodes.load(await self._reader.call(FleetStore.state_reasons))
         self.pipeline.start()
         self._upkeep.every(self.settings.heartbeat_check_s, self.check_heartbeats, "heartbeat")
         if self.settings.report_retention_s > 0:
@@ -147,47 +123,26 @@ class FleetService:
 
     def add_listener(self, callback: Callable[[Delivered], None]) -> None:
         """Call `callback` for every newly stored message and every ephemeral one."""
-        self._listeners.append(callback)
+        self._effects.add_listener(callback)
 
     def add_transition_listener(self, callback: Callable[[TransitionRow], None]) -> None:
         """Call `callback` after every committed lifecycle transition."""
-        self._transition_listeners.append(callback)
-
-    def _notify(self, delivered: Delivered) -> None:
-        for callback in self._listeners:
-            try:
-                callback(delivered)
-            except Exception:
-                log.exception("listener failed on a message from %s", delivered.node)
-
-    def _notify_transition(self, row: TransitionRow) -> None:
-        self._states[row.node] = NodeState(row.to_state)
-        self._reasons[row.node] = row.cause
-        if row.to_state == NodeState.UNREACHABLE:
-            self._unreachable_nodes.add(row.node)
-        else:
-            self._unreachable_nodes.discard(row.node)
-        for callback in self._transition_listeners:
-            try:
-                callback(row)
-            except Exception:
-                log.exception("transition listener failed for %s", row.node)
+        self._effects.add_transition_listener(callback)
 
     # ------------------------------------------------------------------ agent side
 
     def note_seen(self, node: str) -> None:
         """Record that `node` just sent something (for the heartbeat check)."""
-        self._last_seen[node] = self.clock.time()
-        self._lost.discard(node)
+        self._nodes.note_seen(node)
 
     async def register(self, node: str, hello: fleet_pb2.Hello) -> Registration:
         """Store a node's Hello and apply the `registered` lifecycle event."""
         identity = identity_from_hello(node, hello)
         registration, row = await self._writer.call(
             partial(register_job, identity=identity, now=self.clock.time()))
-        self._states.setdefault(node, NodeState(registration.state))
+        self._nodes.note_registered(node, registration.state)
         if row is not None:
-            self._notify_transition(row)
+            self._effects.on_transition(row)
         self.note_seen(node)
         self.metrics.ingest_messages.labels("hello").inc()
         return registration
@@ -203,58 +158,7 @@ class FleetService:
             result = msg.result
             self.directives.resolve(DirectiveOutcome(
                 result.directive_id, node, result.ok, "result", result.message, None, result))
-        self._notify(Delivered(node, msg, None, durable=False))
-
-    def _unreachable(self) -> frozenset[str]:
-        return frozenset(self._unreachable_nodes)
-
-    def _on_commit(self, committed: Committed) -> None:
-        batch = committed.batch
-        for node, seq in batch.max_seq.items():
-            stream = self.streams.get(node)
-            if stream is not None:
-                stream.offer_ack(seq)
-        observe = self.metrics.ingest_latency.observe
-        done = committed.committed_mono
-        for inbound in committed.items:
-            observe(done - inbound.received_mono)
-        self.metrics.batch_messages.observe(len(committed.items))
-        kinds = Counter(item.kind for item in batch.stored)
-        for kind, n in kinds.items():
-            self._kind_counter(kind).inc(n)
-        if batch.duplicates:
-            self.metrics.ingest_messages.labels("duplicate").inc(batch.duplicates)
-        for _move, row in committed.transitions:
-            self._notify_transition(row)
-        if not self._listeners and not any(s.directive_id for s in batch.stored):
-            return
-        by_key = {(i.node, i.msg.seq): i.msg for i in committed.items}
-        for stored in batch.stored:
-            msg = by_key.get((stored.node, stored.seq))
-            if stored.directive_id:
-                result = msg.result if msg is not None and stored.kind == "result" else None
-                ok = result.ok if result is not None else True
-                self.directives.resolve(DirectiveOutcome(
-                    stored.directive_id, stored.node, ok, "report" if result is None else "result",
-                    result.message if result is not None else f"verdict {stored.verdict}",
-                    stored.evidence_id, result,
-                ))
-            if self._listeners and msg is not None:
-                self._notify(Delivered(stored.node, msg, stored.evidence_id, durable=True))
-
-    def _kind_counter(self, kind: str) -> Counter_:
-        counter = self._kind_counters.get(kind)
-        if counter is None:
-            counter = self._kind_counters[kind] = self.metrics.ingest_messages.labels(kind)
-        return counter
-
-    def _on_failure(self, items: list[Inbound], exc: BaseException) -> None:
-        for node in {item.node for item in items}:
-            stream = self.streams.get(node)
-            if stream is not None:
-                stream.end(grpc.StatusCode.UNAVAILABLE,
-                           f"the controller could not store messages ({type(exc).__name__}); "
-                           "reconnect and replay")
+        self._effects.notify(Delivered(node, msg, None, durable=False))
 
     # ------------------------------------------------------------------ directives
 
@@ -301,7 +205,7 @@ class FleetService:
             command_job, node=node, event=event, cause=cause, actor=actor,
             at=self.clock.time(), evidence_id=evidence_id, audit=audit))
         if row is not None:
-            self._notify_transition(row)
+            self._effects.on_transition(row)
         return row
 
     async def drain(self, node: str, reason: str, actor: str) -> TransitionRow | None:
@@ -332,15 +236,14 @@ class FleetService:
     async def check_heartbeats(self) -> list[TransitionRow]:
         """Mark nodes silent for longer than the heartbeat timeout unreachable."""
         timeout = self.settings.heartbeat_timeout_s
-        watched = {n: t for n, t in self._last_seen.items() if n not in self._lost}
-        stale = stale_nodes(watched, self.clock.time(), timeout)
+        stale = self._nodes.stale(timeout)
         if not stale:
             return []
         rows = await self._writer.call(partial(
             heartbeat_job, stale=stale, timeout_s=timeout, at=self.clock.time()))
-        self._lost.update(stale)
+        self._nodes.mark_lost(stale)
         for row in rows:
-            self._notify_transition(row)
+            self._effects.on_transition(row)
         return rows
 
     # ------------------------------------------------------------------ retention
@@ -382,24 +285,19 @@ class FleetService:
 
     def state_of(self, node: str) -> NodeState | None:
         """The cached lifecycle state of `node`."""
-        return self._states.get(node)
+        return self._nodes.state_of(node)
 
     def state_reasons(self) -> Mapping[str, tuple[str, str]]:
         """Every node's cached (state, reason recorded with it), for scrape-time metrics."""
-        states, reasons = dict(self._states), dict(self._reasons)  # copies: called off-loop
-        return {n: (s.value, reasons.get(n, "")) for n, s in states.items()}
+        return self._nodes.state_reasons()
 
     def heartbeat_ages(self) -> Mapping[str, float]:
         """Seconds since each node was last heard from (restarts count from start-up)."""
-        now = self.clock.time()
-        return {n: max(0.0, now - seen) for n, seen in dict(self._last_seen).items()}
+        return self._nodes.heartbeat_ages()
 
     def state_counts(self) -> Mapping[str, int]:
         """Nodes per lifecycle state (every state listed)."""
-        counts = dict.fromkeys((s.value for s in NodeState), 0)
-        for state in self._states.values():
-            counts[state.value] += 1
-        return counts
+        return self._nodes.state_counts()
 
 
 __all__ = ["Delivered", "FleetService", "ServiceSettings", "UnknownNode"]

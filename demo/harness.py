@@ -69,14 +69,8 @@ class LocalFleet:
 
     def start(self, timeout_s: float = 30.0) -> None:
         self.address = self._start_controller("controller", "127.0.0.1:0", timeout_s)
-        spec = f"{self.sim_spec},inbox={self.inbox}"
         for node in self.nodes:
-            state = self.workdir / node
-            self._spawn(node, [
-                PY, "-m", "agent", "run", "--controller", self.address, "--insecure",
-                "--simulate", spec, "--node", node, "--metrics-listen", "127.0.0.1:0",
-                "--interval", str(self.interval_s), "--state-dir", str(state),
-                "--workdir", str(REPO)])
+            self._start_agent(node)
         self.wait_for(lambda: len(self.connected()) == len(self.nodes), timeout_s,
                       "every agent to connect")
 
@@ -96,6 +90,22 @@ class LocalFleet:
         restarts = sum(1 for p in self.workdir.glob("controller*.log"))
         self.address = self._start_controller(f"controller-{restarts + 1}", self.address,
                                               timeout_s)
+
+    def restart_agent(self, node: str) -> None:
+        """Stop a node's agent as systemd would (SIGTERM) and start it again."""
+        proc = next(p for p in self.procs if p.name == node)
+        proc.popen.send_signal(signal.SIGTERM)
+        proc.popen.wait(30)
+        self.procs.remove(proc)
+        self._start_agent(node)
+
+    def _start_agent(self, node: str) -> None:
+        spec = f"{self.sim_spec},inbox={self.inbox}"
+        self._spawn(node, [
+            PY, "-m", "agent", "run", "--controller", self.address, "--insecure",
+            "--simulate", spec, "--node", node, "--metrics-listen", "127.0.0.1:0",
+            "--interval", str(self.interval_s), "--state-dir", str(self.workdir / node),
+            "--workdir", str(REPO)])
 
     def _start_controller(self, name: str, listen: str, timeout_s: float) -> str:
         ctl = self._spawn(name, [
@@ -165,7 +175,7 @@ class LocalFleet:
 
     def _spawn(self, name: str, argv: list[str]) -> Proc:
         log = self.workdir / f"{name}.log"
-        out = open(log, "w")  # noqa: SIM115 - the child owns it for its lifetime
+        out = open(log, "a")  # noqa: SIM115 - the child owns it for its lifetime (a restart appends)
         popen = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                  text=True, start_new_session=True)
         proc = Proc(name, popen, log)

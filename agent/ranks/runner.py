@@ -3,7 +3,8 @@
 Each rank is a subprocess in its own session (so a stop reaches its children too), with the
 torch rendezvous environment, rail alignment (`NCCL_IB_HCA` = the rank's NIC rail) and the
 progress socket. A watcher thread reports every exit once through `on_exit`, with the tail of
-its stderr; exits the agent caused by a stop are reported with reason "stopped".
+its stderr; exits the agent caused by a stop are reported with reason "stopped" (a StopRanks
+from the controller) or "agent_stopped" (the agent itself shutting down: the run lost them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from agent.link.types import RankExit, StartRanks
 
 POLL_S = 0.05
 TAIL_BYTES = 4000
+STOPPED = "stopped"
+AGENT_STOPPED = "agent_stopped"
 
 
 @dataclass
@@ -32,7 +35,7 @@ class _Rank:
     rank: int
     proc: subprocess.Popen[bytes]
     log: Path
-    stopping: bool = False
+    stop_reason: str = ""  # why the agent stopped it ("" = it ended by itself)
 
 
 def rank_env(spec: StartRanks, local_rank: int, rank: int, rail: str,
@@ -93,14 +96,15 @@ class RankRunner:
             self._ranks.extend(started)
         return len(started)
 
-    def stop(self, run_id: str, attempt: int = 0, grace_s: float = 5.0) -> int:
-        """SIGTERM the run's ranks (attempt 0 = all attempts), SIGKILL after `grace_s`.
-        Returns how many were running."""
+    def stop(self, run_id: str, attempt: int = 0, grace_s: float = 5.0,
+             reason: str = STOPPED) -> int:
+        """SIGTERM the run's ranks (attempt 0 = all attempts), SIGKILL after `grace_s`; their
+        exits are reported with `reason`. Returns how many were running."""
         with self._lock:
             victims = [r for r in self._ranks if r.run_id == run_id
                        and (attempt == 0 or r.attempt == attempt) and r.proc.poll() is None]
             for r in victims:
-                r.stopping = True
+                r.stop_reason = reason
         for r in victims:
             _signal(r.proc, signal.SIGTERM)
         deadline = time.monotonic() + max(0.0, grace_s)
@@ -119,11 +123,17 @@ class RankRunner:
                        and (run_id is None or r.run_id == run_id))
 
     def close(self) -> None:
-        """Stop every rank and the watcher."""
+        """Stop every rank and the watcher; every exit is reported before this returns (the
+        agent spools them: the controller learns the run lost these ranks, at once)."""
         for run_id in {r.run_id for r in self._ranks}:
-            self.stop(run_id, 0, grace_s=2.0)
+            self.stop(run_id, 0, grace_s=2.0, reason=AGENT_STOPPED)
         self._stop.set()
         self._watcher.join(5)
+        with self._lock:
+            ended = [r for r in self._ranks if r.proc.poll() is not None]
+            self._ranks = [r for r in self._ranks if r.proc.poll() is None]
+        for r in ended:
+            self._report(r)
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_S):
@@ -135,7 +145,7 @@ class RankRunner:
 
     def _report(self, r: _Rank) -> None:
         code = r.proc.returncode
-        reason = "stopped" if r.stopping else ("exited" if code == 0 else "failed")
+        reason = r.stop_reason or ("exited" if code == 0 else "failed")
         with contextlib.suppress(Exception):  # a faulty callback must not kill the watcher
             self.on_exit(RankExit(run_id=r.run_id, attempt=r.attempt, rank=r.rank,
                                   exit_code=code, at=self.clock.time(), reason=reason,

@@ -4,6 +4,7 @@ the run's timeline; deciding WHEN is the supervisor loop's job (and `decide`'s).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 
@@ -29,11 +30,12 @@ class RunActions:
     """The supervisor's hands: every change it makes to a run goes through here."""
 
     def __init__(self, service: FleetService, backend: RankBackend, keeper: RunKeeper,
-                 poke: Callable[[RunRecord], None]) -> None:
+                 poke: Callable[[RunRecord], None], agent_restart_wait_s: float = 15.0) -> None:
         self.service = service
         self.backend = backend
         self.keeper = keeper
         self.poke = poke  # wake the run's loop
+        self.agent_restart_wait_s = agent_restart_wait_s
 
     def _now(self) -> float:
         return self.service.clock.time()
@@ -112,8 +114,30 @@ class RunActions:
                    f"attempt {record.attempt + 1} ({record.restarts}/"
                    f"{record.spec.restart_budget} restarts) resumes from "
                    + (f"checkpoint step {resume}" if resume is not None else "the start"))
+        await self._await_restarted_agents(record)
         record.state = run_transition(record.state, RunEvent.RELAUNCHED)
         await self.launch(record)
+
+    async def _await_restarted_agents(self, record: RunRecord) -> None:
+        """A node of the placement whose agent said it was shutting down (a restart, an
+        upgrade) gets a moment to come back on a new stream before the relaunch, rather than
+        being refused and swapped for a spare; after `agent_restart_wait_s` it is launched on
+        (or refused) as it is."""
+        old = {n: s for n, s in record.agents_restarting.items() if n in record.nodes}
+        record.agents_restarting.clear()
+        if not old:
+            return
+        started = self._now()
+
+        def back(node: str) -> bool:
+            stream = self.service.streams.get(node)
+            return stream is not None and stream.id != old[node]
+
+        while not all(back(n) for n in old) and self._now() - started < self.agent_restart_wait_s:
+            await asyncio.sleep(0.1)
+        record.log(self._now(), "agents", f"waited {self._now() - started:.1f} s for the restarted "
+                   f"agent(s) of {', '.join(sorted(old))}: "
+                   + ("back" if all(back(n) for n in old) else "not all back"))
 
     async def finish(self, record: RunRecord, event: RunEvent, reason: str,
                      failed: bool = False) -> None:

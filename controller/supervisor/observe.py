@@ -21,6 +21,7 @@ from controller.supervisor.ledger import Incident, StepRecord
 from controller.supervisor.record import RunRecord
 from protos.gpufleet.v1 import fleet_pb2
 
+AGENT_STOPPED = "agent_stopped"  # a RankExit reason: the node's agent shut down under it
 BAD_STATES = {NodeState.DRAINED.value: FailureKind.NODE_FATAL,
               NodeState.UNREACHABLE.value: FailureKind.NODE_UNREACHABLE}
 
@@ -32,8 +33,12 @@ def current(record: RunRecord | None, attempt: int) -> bool:
 
 def note_rank_exit(record: RunRecord, node: str, e: fleet_pb2.RankExit) -> None:
     """A rank of the current attempt exited: 0 counts toward completion, else a failure (a
-    rank we stopped ourselves is neither)."""
-    if e.exit_code == 0:
+    rank we stopped ourselves is neither; one its agent stopped while shutting down is lost)."""
+    if e.reason == AGENT_STOPPED:
+        record.failures.append(Failure(
+            FailureKind.RANK_EXIT, node, e.at, f"rank {e.rank} was stopped by its node's agent "
+            f"shutting down (exit {e.exit_code})", rank=e.rank))
+    elif e.exit_code == 0:
         record.exited_ok.add(e.rank)
     elif e.reason != "stopped":
         tail = e.stderr_tail.strip().splitlines()[-1:] or [""]

@@ -52,6 +52,8 @@ class RunRecord:
     incidents: list[Incident] = field(default_factory=list)
     energy: EnergyAccount = field(default_factory=EnergyAccount)
     events: list[TimelineEvent] = field(default_factory=list)
+    agents_restarting: dict[str, int] = field(default_factory=dict)  # node -> the stream id
+    # its agent said "shutting down" on (0: none); a relaunch waits for a newer stream
     steps_saved: int = 0  # how many of `steps` are in the store already
     saved_at: float = 0.0  # when the snapshot was last written
 

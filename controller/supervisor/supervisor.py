@@ -40,6 +40,7 @@ from controller.supervisor.decide import (
 )
 from controller.supervisor.keeper import RunKeeper
 from controller.supervisor.observe import (
+    AGENT_STOPPED,
     BAD_STATES,
     current,
     node_failure,
@@ -168,6 +169,9 @@ class Supervisor:
             record = self.runs.get(event.rank_exit.run_id)
             if record is not None and current(record, event.rank_exit.attempt):
                 note_rank_exit(record, d.node, event.rank_exit)
+                if event.rank_exit.reason == AGENT_STOPPED:
+                    stream = self.service.streams.get(d.node)
+                    record.agents_restarting[d.node] = stream.id if stream is not None else 0
                 self._poke(record)
         elif event is not None and kind == "progress":
             record = self.runs.get(event.progress.run_id)

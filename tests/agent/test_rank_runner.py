@@ -72,6 +72,17 @@ def test_stop_kills_the_run_and_reports_stopped(tmp_path: Path) -> None:
     assert {e.reason for e in exits} == {"stopped"}
 
 
+def test_closing_the_agent_reports_its_ranks_as_lost_to_the_shutdown(tmp_path: Path) -> None:
+    exits: list[RankExit] = []
+    runner = RankRunner(tmp_path, exits.append)
+    runner.start(_spec("import time; time.sleep(60)"))
+    assert runner.running("r1") == 2
+    runner.close()  # every exit is reported before close returns: nothing to wait for
+    assert sorted(e.rank for e in exits) == [2, 3]
+    assert {e.reason for e in exits} == {"agent_stopped"}
+    assert runner.running() == 0
+
+
 def test_sigterm_ignoring_rank_is_killed_after_grace(tmp_path: Path) -> None:
     exits: list[RankExit] = []
     code = "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"

@@ -15,23 +15,37 @@ from pathlib import Path
 import pytest
 
 from demo.harness import LocalFleet
+from protos.gpufleet.v1 import fleet_pb2 as pb
 from tests.e2e.test_supervised_run import NODES, run_detail, write_spec
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 STEPS = 40
+ENDED = ("completed", "failed", "stopped")
+
+
+def start_paced_run(fleet: LocalFleet, tmp: Path, name: str, steps: int, step_s: float,
+                    past_step: int) -> list[str]:
+    """Start the mini run with steps padded to `step_s`; return its nodes once it passed
+    `past_step`."""
+    spec = write_spec(tmp, name, steps=steps, extra=("--min-step-s", str(step_s)))
+    started = fleet.gpufleet("run", "start", str(spec), "--json")
+    assert started.returncode == 0, started.stderr
+    fleet.wait_for(lambda: run_detail(fleet, name).run.step >= past_step, 120,
+                   f"the run to pass step {past_step}")
+    return list(json.loads(started.stdout)["run"]["nodes"])
+
+
+def run_to_end(fleet: LocalFleet, name: str) -> pb.RunDetail:
+    fleet.wait_for(lambda: run_detail(fleet, name).run.state in ENDED, 240, "the run to end")
+    return run_detail(fleet, name)
 
 
 def test_a_killed_controller_reattaches_to_its_run_and_handles_what_happened_meanwhile(
         tmp_path: Path) -> None:
     with LocalFleet("gb300:nodes=6,domain_size=3", NODES, workdir=tmp_path) as fleet:
-        spec = write_spec(tmp_path, "resilient", steps=STEPS, extra=("--min-step-s", "0.4"))
-        started = fleet.gpufleet("run", "start", str(spec), "--json")
-        assert started.returncode == 0, started.stderr
-        placed = json.loads(started.stdout)["run"]["nodes"]
-        fleet.wait_for(lambda: run_detail(fleet, "resilient").run.step >= 6, 120,
-                       "the run to pass step 6")
+        placed = start_paced_run(fleet, tmp_path, "resilient", STEPS, 0.4, past_step=6)
         time.sleep(5.5)  # past one periodic save, so the stored steps have something to show
         before = run_detail(fleet, "resilient")
         assert before.run.attempt == 1 and before.run.state == "running"
@@ -49,9 +63,7 @@ def test_a_killed_controller_reattaches_to_its_run_and_handles_what_happened_mea
         assert reattached.attempt == 1
         assert {"placed", "launched"} <= {e.kind for e in after.events}  # the timeline survived
 
-        fleet.wait_for(lambda: run_detail(fleet, "resilient").run.state in
-                       ("completed", "failed", "stopped"), 240, "the run to end")
-        detail = run_detail(fleet, "resilient")
+        detail = run_to_end(fleet, "resilient")
         assert detail.run.state == "completed", detail.run.reason
         assert detail.run.restarts == 1 and detail.run.attempt == 2
         assert victim not in detail.run.nodes
@@ -72,12 +84,7 @@ def test_a_run_stored_in_the_middle_of_a_restart_is_restarted_by_the_next_contro
     """The controller dies after deciding a restart and saving that decision, before it
     relaunched. The next controller must finish the job: stop the old ranks, relaunch."""
     with LocalFleet("gb300:nodes=6,domain_size=3", NODES, workdir=tmp_path) as fleet:
-        spec = write_spec(tmp_path, "halfway", steps=24, extra=("--min-step-s", "0.3"))
-        started = fleet.gpufleet("run", "start", str(spec), "--json")
-        assert started.returncode == 0, started.stderr
-        placed = json.loads(started.stdout)["run"]["nodes"]
-        fleet.wait_for(lambda: run_detail(fleet, "halfway").run.step >= 3, 120,
-                       "the run to pass step 3")
+        placed = start_paced_run(fleet, tmp_path, "halfway", 24, 0.3, past_step=3)
 
         def store_a_half_done_restart() -> None:
             with sqlite3.connect(tmp_path / "fleet.db") as db:
@@ -91,9 +98,7 @@ def test_a_run_stored_in_the_middle_of_a_restart_is_restarted_by_the_next_contro
                            "WHERE name = 'halfway'", (json.dumps(doc),))
 
         fleet.restart_controller(kill=True, while_down=store_a_half_done_restart)
-        fleet.wait_for(lambda: run_detail(fleet, "halfway").run.state in
-                       ("completed", "failed", "stopped"), 240, "the run to end")
-        detail = run_detail(fleet, "halfway")
+        detail = run_to_end(fleet, "halfway")
         assert detail.run.state == "completed", detail.run.reason
         assert detail.run.attempt == 2 and detail.run.restarts == 1
         assert list(detail.run.nodes) == placed  # a rank's exit takes no node out
@@ -102,3 +107,22 @@ def test_a_run_stored_in_the_middle_of_a_restart_is_restarted_by_the_next_contro
         # attempt 1's ranks were stopped before attempt 2 ran: its rank 0 log ends early
         first = fleet.rank_log(placed[0], "halfway", 1, 0).read_text()
         assert '"step": 24' not in first
+
+
+def test_a_run_survives_an_agent_restart_on_one_of_its_nodes(tmp_path: Path) -> None:
+    """systemd restarts one node's agent mid-run (an upgrade): its ranks die with it, the
+    agent says so (spooled, "agent_stopped"); the supervisor restarts the run at once, waits
+    for that agent to come back rather than spend a spare, and resumes from the checkpoint."""
+    with LocalFleet("gb300:nodes=6,domain_size=3", NODES, workdir=tmp_path) as fleet:
+        placed = start_paced_run(fleet, tmp_path, "upgrade", 24, 0.3, past_step=6)
+        fleet.restart_agent(placed[1])
+        detail = run_to_end(fleet, "upgrade")
+        assert detail.run.state == "completed", detail.run.reason
+        assert detail.run.restarts == 1 and detail.run.step == 24
+        assert list(detail.run.nodes) == placed  # the node came back: no spare spent on it
+        failure = next(e for e in detail.events if e.kind == "failure")
+        assert "agent shutting down" in failure.message, failure.message
+        waited = next(e for e in detail.events if e.kind == "agents")
+        assert waited.message.endswith("back"), waited.message
+        resumed = next(e for e in detail.events if e.kind == "restart")
+        assert "resumes from checkpoint step" in resumed.message

@@ -111,6 +111,11 @@ def test_run_refuses_insecure_remote_controller() -> None:
 # ---------------------------------------------------------------- through the real NVML code path
 
 
+@pytest.fixture(autouse=True)
+def _host_load_is_not_under_test(busy_host_policy: Path) -> None:
+    """The real host reader runs in the faked-NVML checks below: see busy_host_policy."""
+
+
 def _nvml_check(fake: object) -> tuple[int, dict[str, Any]]:
     result = runner.invoke(app, ["check", "--json"], obj={"nvml": fake})
     return result.exit_code, json.loads(result.stdout)

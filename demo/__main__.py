@@ -6,8 +6,9 @@
 3. A burn-in: single-node gloo all-reduce on four trays, one of them made slow on purpose.
 4. A run: the DeepSeek-V3-shaped mini model trained by real torch.distributed ranks the agents
    start; an XID 79 mid-run; the supervisor stops the ranks, drains the tray, brings in the
-   spare of the same NVLink domain and resumes from the last complete checkpoint; the run
-   completes and the goodput ledger shows where the time and the energy went.
+   spare of the same NVLink domain and resumes from the last complete checkpoint; then the
+   controller itself is killed (-9) and started again: it re-attaches to the run from its
+   database; the run completes and the goodput ledger shows where the time and the energy went.
 
     python -m demo [--keep DIR]
 """
@@ -20,12 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.rule import Rule
 
 from demo.harness import PY, REPO, LocalFleet, write_run_spec
+from protos.gpufleet.v1 import fleet_pb2 as pb
 
 WIDTH = 150
 console = Console(width=max(WIDTH, Console().width))
@@ -73,32 +76,45 @@ def burnin(fleet: LocalFleet) -> None:
 
 
 def run_story(fleet: LocalFleet) -> None:
-    step("4. the run: place, train, lose a GPU (XID 79), restart on a spare, finish")
+    step("4. the run: place, train, lose a GPU (XID 79), restart on a spare, lose the "
+         "controller, finish")
     spec = write_run_spec(fleet.workdir / "dsv3-mini.toml",
-                          checkpoint_dir=fleet.workdir / "checkpoints")
+                          checkpoint_dir=fleet.workdir / "checkpoints",
+                          extra_args=("--min-step-s", "0.25"))  # a bigger model's pace
     started = cli(fleet, "run", "start", str(spec))
     if started.returncode != 0:
         console.print(f"[red]{started.stderr}[/]")
         return
-    with fleet.admin() as stub:
-        from protos.gpufleet.v1 import fleet_pb2 as pb
-
-        def detail() -> pb.RunDetail:
-            got: pb.RunDetail = stub.GetRun(pb.RunRequest(name="dsv3-mini"), timeout=10)
-            return got
-
-        fleet.wait_for(lambda: detail().run.step >= 14, 180, "step 14")
-        victim = detail().run.nodes[-1]
-        console.print(f"\n[bold red]>>> injecting XID 79 (GPU fallen off the bus) on {victim}, "
-                      f"GPU 0, at step {detail().run.step}[/]\n")
-        fleet.inject(f"xid79@{victim}/gpu0")
-        t0 = time.monotonic()
-        fleet.wait_for(lambda: detail().run.state in ("completed", "failed", "stopped"), 300,
-                       "the run to end")
-        console.print(f"[dim]run ended {time.monotonic() - t0:.1f} s after the fault[/]")
+    wait_for(fleet, lambda r: r.step >= 14, "step 14")
+    victim = run_of(fleet).nodes[-1]
+    console.print(f"\n[bold red]>>> injecting XID 79 (GPU fallen off the bus) on {victim}, "
+                  f"GPU 0, at step {run_of(fleet).step}[/]\n")
+    fleet.inject(f"xid79@{victim}/gpu0")
+    t0 = time.monotonic()
+    wait_for(fleet, lambda r: r.attempt == 2 and r.state == "running", "the resumed run")
+    console.print(f"[dim]running again on the spare {time.monotonic() - t0:.1f} s after the "
+                  f"fault, at step {run_of(fleet).step}[/]")
+    time.sleep(2.0)  # a few steps more (and the supervisor's next save)
+    console.print("\n[bold red]>>> kill -9 the controller, then start it again on the same "
+                  "database[/]\n")
+    fleet.restart_controller(kill=True)
+    run = run_of(fleet)
+    console.print(f"[dim]controller back on {fleet.address}: run {run.name} {run.state}, "
+                  f"attempt {run.attempt}, step {run.step} (from its stored record)[/]")
+    wait_for(fleet, lambda r: r.state in ("completed", "failed", "stopped"), "the run to end")
     cli(fleet, "run", "events", "dsv3-mini")
     cli(fleet, "run", "status", "dsv3-mini")
     cli(fleet, "node", "show", victim)
+
+
+def run_of(fleet: LocalFleet) -> pb.RunView:
+    with fleet.admin() as stub:
+        detail: pb.RunDetail = stub.GetRun(pb.RunRequest(name="dsv3-mini"), timeout=10)
+    return detail.run
+
+
+def wait_for(fleet: LocalFleet, condition: Callable[[pb.RunView], bool], what: str) -> None:
+    fleet.wait_for(lambda: condition(run_of(fleet)), 300, what, poll_s=0.25)
 
 
 def main() -> int:

@@ -47,6 +47,7 @@ class RunKeeper:
         new = [(s.attempt, s.step, s.end_at, s.step_time_s)
                for s in record.steps[record.steps_saved:]]
         name, state, created = record.name, record.state.value, record.created_at
+        attempt = record.attempt
         try:
             await self._write(lambda store: store.save_run(
                 name, state, created, now, text, new, fresh=fresh))
@@ -56,6 +57,7 @@ class RunKeeper:
             return False
         record.steps_saved += len(new)
         record.saved_at = now
+        record.saved_mark = (state, attempt)
         return True
 
     async def _save_steps(self, record: RunRecord) -> bool:
@@ -86,5 +88,9 @@ class RunKeeper:
                 continue
             record.steps_saved = len(record.steps)
             record.saved_at = row.updated_at
+            record.saved_mark = (record.state.value, record.attempt)
+            last = record.steps[-1] if record.steps else None
+            if last is not None and last.attempt == record.attempt:  # newer than the snapshot
+                record.step, record.step_time_s = last.step, last.step_time_s
             out.append(record)
         return out

@@ -55,6 +55,8 @@ def note_progress(record: RunRecord, p: fleet_pb2.RankProgress, now: float) -> N
     first = not record.steps or record.steps[-1].attempt != record.attempt
     record.steps.append(StepRecord(record.attempt, int(p.step), now, p.step_time_s))
     record.step, record.loss, record.step_time_s = int(p.step), p.loss, p.step_time_s
+    if record.state is RunState.STARTING:  # (not only at the first: a re-attached run may
+        record.state = run_transition(record.state, RunEvent.STEPPED)  # have seen it before)
     if not first:
         return
     if record.incidents and record.incidents[-1].resumed_at is None:
@@ -62,8 +64,6 @@ def note_progress(record: RunRecord, p: fleet_pb2.RankProgress, now: float) -> N
         record.incidents[-1] = Incident(last.fault_at, last.detected_at, now - p.step_time_s)
     record.log(now, "step", f"attempt {record.attempt}: first step {p.step} "
                f"(loss {p.loss:.4f}, {p.step_time_s * 1000:.0f} ms)")
-    if record.state is RunState.STARTING:
-        record.state = run_transition(record.state, RunEvent.STEPPED)
 
 
 def note_energy(record: RunRecord, node: str, report: fleet_pb2.Report) -> None:

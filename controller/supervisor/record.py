@@ -56,6 +56,12 @@ class RunRecord:
     # its agent said "shutting down" on (0: none); a relaunch waits for a newer stream
     steps_saved: int = 0  # how many of `steps` are in the store already
     saved_at: float = 0.0  # when the snapshot was last written
+    saved_mark: tuple[str, int] = ("", 0)  # (state, attempt) the last snapshot holds
+
+    def unsaved_change(self) -> bool:
+        """Whether the state or attempt moved since the last snapshot (e.g. the first step of
+        an attempt, seen by a listener between two ticks of the loop)."""
+        return (self.state.value, self.attempt) != self.saved_mark
 
     @property
     def name(self) -> str:

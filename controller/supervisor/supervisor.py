@@ -218,10 +218,8 @@ class Supervisor:
             wake.clear()
             if record.state not in (RunState.STARTING, RunState.RUNNING):
                 continue
-            before = (record.state, record.attempt)
             await self._guarded(record, self._step(record))
-            if ((record.state, record.attempt) != before
-                    or self.service.clock.time() - record.saved_at
+            if (record.unsaved_change() or self.service.clock.time() - record.saved_at
                     >= self.settings.persist_interval_s):
                 await self.keeper.save(record)
             else:

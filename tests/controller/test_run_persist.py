@@ -12,6 +12,7 @@ import pytest
 
 from controller.store import FleetStore
 from controller.supervisor.decide import Failure, FailureKind, RunState
+from controller.supervisor.keeper import RunKeeper
 from controller.supervisor.ledger import Incident, StepRecord
 from controller.supervisor.persist import (
     CorruptRunRecord,
@@ -107,4 +108,31 @@ def test_a_failed_save_leaves_the_previous_snapshot_whole(tmp_path: Path) -> Non
         store.save_run("mini", "running", 1.0, 3.0, '{"v":2}', [(1, 2)])  # type: ignore[list-item]
     (run,) = store.stored_runs()
     assert run.record == '{"v":1}' and len(run.steps) == 1
+    store.close()
+
+
+async def test_the_keeper_saves_loads_and_knows_what_is_unsaved(tmp_path: Path) -> None:
+    store = FleetStore.open(tmp_path / "fleet.db")
+    clock = iter(range(100, 200))
+
+    async def call(fn: Callable[[FleetStore], Any]) -> Any:
+        return fn(store)
+
+    keeper = RunKeeper(call, call, lambda: float(next(clock)))
+    record = _record()
+    record.steps = record.steps[:5]
+    assert record.unsaved_change()
+    assert await keeper.save(record, fresh=True)
+    assert not record.unsaved_change() and record.steps_saved == 5
+    record.steps.append(StepRecord(2, 6, 107.0, 0.25))
+    assert await keeper.save_steps(record) and record.steps_saved == 6
+    record.state = RunState.STARTING  # a listener moved it between two ticks
+    assert record.unsaved_change()
+    await keeper.save(record)
+    (back,) = await keeper.load()
+    assert back.state is RunState.STARTING and [s.step for s in back.steps] == [1, 2, 3, 4, 5, 6]
+    assert back.step == 6  # the step history is newer than the snapshot's step
+    assert not back.unsaved_change() and back.steps_saved == 6
+    store.save_run("broken", "running", 0.0, 0.0, "{")  # unreadable: skipped, not fatal
+    assert [r.name for r in await keeper.load()] == ["mini"]
     store.close()

@@ -101,3 +101,11 @@ def test_reattaching_opens_fresh_windows_and_sees_nodes_that_went_bad() -> None:
     starting.attempt_started_at = 1.0
     prepare_reattach(starting, 100.0, lambda node: None)
     assert starting.attempt_started_at == 100.0 and not starting.last_step_at
+
+
+def test_a_reattached_starting_run_becomes_running_on_any_step_of_its_attempt() -> None:
+    record = _record(RunState.STARTING)  # stored before its first step's state was saved
+    note_progress(record, pb.RankProgress(run_id="r", attempt=2, rank=0, step=3), now=1.0)
+    record.state = RunState.STARTING  # ...and re-attached in that state, steps kept
+    note_progress(record, pb.RankProgress(run_id="r", attempt=2, rank=0, step=4), now=2.0)
+    assert record.state is RunState.RUNNING

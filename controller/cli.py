@@ -71,6 +71,9 @@ _HELP = {
     "slurm_sync_interval": "seconds between full Slurm reconcile passes",
     "run_launcher": "how runs start their ranks: agent (StartRanks) or slurm (sbatch/srun)",
     "slurm_job_dir": "where the Slurm launcher writes batch scripts and job logs",
+    "slurm_progress_socket": "each node's agent progress socket Slurm-launched ranks report "
+                             "their steps to ({node} = the node's name); empty: they report "
+                             "nothing and hang detection is off for Slurm runs",
 }
 
 
@@ -175,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               run_workdir=cfg.run_workdir,
                               slurm_sync_s=cfg.slurm_sync_interval if cfg.slurm_sync else None,
                               slurm_job_dir=(Path(cfg.slurm_job_dir)
-                                             if cfg.run_launcher == "slurm" else None))
+                                             if cfg.run_launcher == "slurm" else None),
+                              slurm_progress_socket=cfg.slurm_progress_socket)
     return asyncio.run(serve(settings, extend))
 
 

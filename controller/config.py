@@ -59,6 +59,7 @@ class ControllerConfig:
     slurm_sync_interval: float = 30.0
     run_launcher: str = "agent"
     slurm_job_dir: str = ""
+    slurm_progress_socket: str = "/run/gpufleet-agent/progress.sock"
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ControllerConfig))
@@ -198,6 +199,9 @@ def _validate(cfg: ControllerConfig, problems: list[str],
         problems.append(f"--run-launcher must be agent or slurm (got {cfg.run_launcher!r})")
     if cfg.run_launcher == "slurm" and not cfg.slurm_job_dir:
         problems.append("--run-launcher slurm needs --slurm-job-dir (batch scripts and logs)")
+    if cfg.slurm_progress_socket and not cfg.slurm_progress_socket.startswith("/"):
+        problems.append("--slurm-progress-socket must be an absolute path, or empty for none "
+                        f"(got {cfg.slurm_progress_socket!r})")
     if not (math.isfinite(cfg.ingest_linger_ms) and 0 <= cfg.ingest_linger_ms <= 1000):
         problems.append(f"--ingest-linger-ms must be 0..1000 (got {cfg.ingest_linger_ms})")
 

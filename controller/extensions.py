@@ -20,7 +20,7 @@ from controller.server.burnin_admin import BurninServicer
 from controller.server.preflight import PreflightSettings
 from controller.server.run_admin import SupervisorRpcs
 from controller.server.service import FleetService
-from controller.slurm.batch import BatchOptions
+from controller.slurm.batch import DEFAULT_PROGRESS_SOCKET, BatchOptions
 from controller.slurm.commands import SlurmCommands, SubprocessSlurm
 from controller.slurm.launcher import SlurmLauncher
 from controller.slurm.loop import SlurmSyncLoop
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 def build_extensions(
     preflight: PreflightSettings, *, rendezvous_host: str | None = None, run_workdir: str = "",
     slurm_sync_s: float | None = None, slurm: SlurmCommands | None = None,
-    slurm_job_dir: Path | None = None,
+    slurm_job_dir: Path | None = None, slurm_progress_socket: str = DEFAULT_PROGRESS_SOCKET,
 ) -> Callable[[FleetService], AdminExtensions]:
     """A factory the Controller calls with its FleetService once it has started (on its
     event loop). `slurm_sync_s`: mirror node lifecycle into Slurm every that many seconds and
@@ -48,8 +48,10 @@ def build_extensions(
         if slurm_job_dir is not None:
             launcher = SlurmLauncher(
                 slurm if slurm is not None else SubprocessSlurm(os.environ),
-                BatchOptions(workdir=Path(run_workdir or "."), log_dir=slurm_job_dir))
-            backend = SlurmBackend(launcher, lambda: drained_nodes(service), service.clock.time)
+                BatchOptions(workdir=Path(run_workdir or "."), log_dir=slurm_job_dir,
+                             progress_socket=slurm_progress_socket))
+            backend = SlurmBackend(launcher, lambda: drained_nodes(service), service.clock.time,
+                                   sees_progress=bool(slurm_progress_socket))
         supervisor = Supervisor(service, preflight, SupervisorSettings(
             rendezvous_host=rendezvous_host, workdir=run_workdir), backend=backend)
         burnins = LatestBurnins()

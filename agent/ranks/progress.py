@@ -35,6 +35,7 @@ from agent.ranks.unix_socket import (
     sender_credentials,
 )
 
+MAX_LATEST = 16_384  # (run id, rank) pairs kept by latest(); the longest silent go first
 _MAX_COUNT = 2**53  # steps, tokens, ranks: any JSON integer a float can hold exactly
 _MAX_PID = 2**31 - 1
 _MAX_STEP_TIME_S = 1e7
@@ -241,9 +242,11 @@ class ProgressListener:
             self._valid += 1
             self._recent.append(record)
             key = (record.run_id, record.rank)
-            previous = self._latest.get(key)
-            if previous is None or record.attempt >= previous.attempt:
-                self._latest[key] = record
+            previous = self._latest.pop(key, None)  # re-inserted: the dict is oldest-first
+            self._latest[key] = (record if previous is None or record.attempt >= previous.attempt
+                                 else previous)
+            if len(self._latest) > MAX_LATEST:  # bounded whatever a sender invents
+                del self._latest[next(iter(self._latest))]
         if self._on_record is not None:
             try:
                 self._on_record(record)

@@ -76,9 +76,12 @@ class RankRunner:
         self._watcher.start()
 
     def start(self, spec: StartRanks) -> int:
-        """Start every rank of `spec` on this node; returns how many started."""
+        """Start every rank of `spec` on this node; returns how many started. Ranks of the
+        same run still running here (an earlier attempt a lost controller never stopped) are
+        stopped first: a node never runs two attempts of one run on its GPUs."""
         if not spec.argv:
             raise ValueError("StartRanks has an empty command")
+        self.stop(spec.run_id, 0, grace_s=5.0)
         run_dir = self.log_dir / spec.run_id / f"attempt-{spec.attempt}"
         run_dir.mkdir(parents=True, exist_ok=True)
         started = []

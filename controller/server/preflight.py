@@ -171,10 +171,10 @@ async def _check(service: FleetService, node: str, directive_id: str, timeout_s:
 async def _burn_in(service: FleetService, nodes: Sequence[str], settings: PreflightSettings,
                    news: asyncio.Queue[News], on_judged: JudgedSink | None) -> None:
     """Burn in `nodes` through the orchestrator (judged, stored); tell `news` as each ends."""
-    params = retest.retest_params(nodes, settings.burnin_defaults(), settings.burnin_ttl_s)
     left = set(nodes)
     why = "the burn-in ended without a result for it"
-    try:
+    try:  # whatever fails here, every node gets its answer: the gate never waits forever
+        params = retest.retest_params(nodes, settings.burnin_defaults(), settings.burnin_ttl_s)
         async for node, skipped in retest.burnin_retest(retest.ServiceHost(service), params,
                                                         settings.burnin_targets, on_judged):
             left.discard(node)

@@ -199,6 +199,11 @@ def _task_script(placement: Placement, socket_template: str) -> str:
         "fi\n"
         'export RANK="${ranks[$SLURM_LOCALID]}" LOCAL_RANK="$SLURM_LOCALID" '
         'GPUFLEET_NODE="$SLURMD_NODENAME"\n'
+        'if [ -n "$progress" ] && ! [ -w "$progress" ]; then\n'
+        '  echo "gpufleet: WARNING: rank $RANK cannot write the progress socket $progress on '
+        '$SLURMD_NODENAME (is the agent running, and is this user in its socket group?): its '
+        'steps will not reach gpufleet, whose hang detection will then stop the run" >&2\n'
+        "fi\n"
         'export GPUFLEET_PROGRESS_SOCKET="$progress"\n'  # empty: the reporter is off
         'exec "$@"\n'
     )

@@ -63,6 +63,19 @@ class RunRows:
         with self._immediate() as conn:
             _insert_steps(conn, name, steps)
 
+    def prune_runs(self, live_states: Sequence[str], keep: int) -> int:
+        """Delete all but the `keep` most recently updated runs that are not live (and their
+        steps); returns how many runs went."""
+        marks = ", ".join("?" * len(live_states))
+        with self._immediate() as conn:
+            old = [name for (name,) in conn.execute(
+                f"SELECT name FROM runs WHERE state NOT IN ({marks}) "
+                "ORDER BY updated_at DESC LIMIT -1 OFFSET ?", (*live_states, keep)).fetchall()]
+            for name in old:
+                conn.execute("DELETE FROM run_steps WHERE run = ?", (name,))
+                conn.execute("DELETE FROM runs WHERE name = ?", (name,))
+        return len(old)
+
     def stored_runs(self, states: Sequence[str] | None = None, limit: int = 100
                     ) -> list[StoredRun]:
         """The most recently updated runs (in those states), newest first, with their steps."""

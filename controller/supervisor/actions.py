@@ -41,17 +41,20 @@ class RunActions:
         return self.service.clock.time()
 
     async def launch(self, record: RunRecord) -> None:
-        """Start the next attempt on the current placement."""
+        """Start the next attempt on the current placement. The attempt (its number, placement
+        and state) is saved before any rank starts: a controller lost from here on finds a
+        STARTING attempt to re-attach to, never ranks it does not know of."""
         spec = record.spec
         record.attempt += 1
         record.attempt_started_at = self._now()
         record.failures.clear()
         record.exited_ok.clear()
         record.last_step_at.clear()
-        refused = await self.backend.launch(record)
-        now = self._now()
         if record.state is RunState.PENDING:
             record.state = run_transition(record.state, RunEvent.LAUNCHED)
+        await self.keeper.save(record)
+        refused = await self.backend.launch(record)
+        now = self._now()
         where = (f", rendezvous {record.master_addr}:{record.master_port}"
                  if record.master_port else "")
         record.log(now, "launched", f"attempt {record.attempt}: {spec.world_size} ranks on "
@@ -141,9 +144,12 @@ class RunActions:
 
     async def finish(self, record: RunRecord, event: RunEvent, reason: str,
                      failed: bool = False) -> None:
-        """End the run (completed, stopped, or failed: ranks stopped) and release its nodes."""
+        """End the run (completed, stopped, or failed: ranks stopped) and release its nodes.
+        The intent is saved first: a controller lost midway finishes it on its next start."""
+        record.ending = (event.value, reason, failed)
+        await self.keeper.save(record)
         now = self._now()
-        if record.state is not RunState.RESTARTING and failed:
+        if failed and record.state not in (RunState.RESTARTING, RunState.PENDING):
             record.state = run_transition(record.state, RunEvent.FAILURE)
         if failed or event is RunEvent.OPERATOR_STOP:
             await self.stop_ranks(record)
@@ -153,4 +159,6 @@ class RunActions:
         record.log(now, record.state.value, reason)
         for node in record.nodes:
             await self.node_event(node, NodeEvent.RELEASED, f"run {record.name} {record.state}")
+        record.ending = None
+        await self.keeper.save(record)
         self.poke(record)

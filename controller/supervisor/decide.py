@@ -161,10 +161,16 @@ def decide(view: RunView) -> Decision:
 
 
 def _node_failures(view: RunView) -> list[Failure]:
-    """One failure per implicated node of the placement (earliest kept)."""
+    """One failure per implicated node of the placement (earliest kept). When EVERY node of the
+    placement hangs, the hang says nothing about any one node (a rendezvous, a code or a
+    configuration problem): hangs then implicate none."""
+    hanging = {f.node for f in view.failures if f.kind is FailureKind.RANK_HANG}
+    implicating = _IMPLICATES_NODE
+    if view.nodes and hanging >= set(view.nodes):
+        implicating = _IMPLICATES_NODE - {FailureKind.RANK_HANG}
     first: dict[str, Failure] = {}
     for f in sorted(view.failures, key=lambda f: (f.at, _TIE_ORDER[f.kind])):
-        if f.kind in _IMPLICATES_NODE and f.node in view.nodes and f.node not in first:
+        if f.kind in implicating and f.node in view.nodes and f.node not in first:
             first[f.node] = f
     return list(first.values())
 

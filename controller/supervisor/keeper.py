@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from controller.store import FleetStore, StoredRun
+from controller.supervisor.decide import TERMINAL, RunState
 from controller.supervisor.ledger import StepRecord
 from controller.supervisor.persist import CorruptRunRecord, record_from_json, record_to_json
 from controller.supervisor.record import RunRecord
@@ -21,12 +22,13 @@ StoreCall = Callable[[Callable[[FleetStore], T]], Awaitable[T]]
 class RunKeeper:
     """Saves run records through the store's writer thread; loads them through its reader."""
 
-    def __init__(self, write: StoreCall[None], read: StoreCall[list[StoredRun]],
-                 clock_time: Callable[[], float], keep: int = 100) -> None:
+    def __init__(self, write: StoreCall[Any], read: StoreCall[list[StoredRun]],
+                 clock_time: Callable[[], float], keep: int = 50, retain: int = 200) -> None:
         self._write = write
         self._read = read
         self._time = clock_time
-        self.keep = keep  # how many of the most recent runs are loaded at start
+        self.keep = keep  # ended runs loaded at start (the live ones always are)
+        self.retain = retain  # ended runs kept in the database
         self.failures = 0
         self._lock = asyncio.Lock()  # saves of one run never interleave (steps go in once)
 
@@ -43,15 +45,15 @@ class RunKeeper:
 
     async def _save(self, record: RunRecord, fresh: bool) -> bool:
         now = self._time()
-        text = record_to_json(record)
-        new = [(s.attempt, s.step, s.end_at, s.step_time_s)
-               for s in record.steps[record.steps_saved:]]
         name, state, created = record.name, record.state.value, record.created_at
         attempt = record.attempt
+        new = [(s.attempt, s.step, s.end_at, s.step_time_s)
+               for s in record.steps[record.steps_saved:]]
         try:
+            text = record_to_json(record)
             await self._write(lambda store: store.save_run(
                 name, state, created, now, text, new, fresh=fresh))
-        except Exception:
+        except Exception:  # never out of here: the run's watchdog must outlive its store
             self.failures += 1
             log.exception("could not save run %s", name)
             return False
@@ -76,8 +78,17 @@ class RunKeeper:
         return True
 
     async def load(self) -> list[RunRecord]:
-        """The most recent stored runs (a record that cannot be read back is logged, skipped)."""
-        rows = await self._read(lambda store: store.stored_runs(limit=self.keep))
+        """Every live stored run and the `keep` most recent ended ones, newest first; older
+        ended runs beyond `retain` are deleted. A record that cannot be read back is logged
+        and skipped."""
+        live = [s.value for s in RunState if s not in TERMINAL]
+        ended = [s.value for s in TERMINAL]
+        pruned = await self._write(lambda store: store.prune_runs(live, self.retain))
+        if pruned:
+            log.info("deleted %d ended run(s) beyond the %d most recent", pruned, self.retain)
+        rows = await self._read(lambda store: store.stored_runs(states=live, limit=1 << 30)
+                                + store.stored_runs(states=ended, limit=self.keep))
+        rows.sort(key=lambda r: r.updated_at, reverse=True)
         out = []
         for row in rows:
             try:

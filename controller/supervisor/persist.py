@@ -11,6 +11,7 @@ time per rank) are not kept: a re-attached run gets a fresh hang window.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -47,7 +48,9 @@ def record_to_json(record: RunRecord) -> str:
         "attempt_started_at": record.attempt_started_at, "ended_at": record.ended_at,
         "master_addr": record.master_addr, "master_port": record.master_port,
         "launch_ref": record.launch_ref,
-        "step": record.step, "loss": record.loss, "step_time_s": record.step_time_s,
+        "ending": list(record.ending) if record.ending is not None else None,
+        "step": record.step, "step_time_s": record.step_time_s,
+        "loss": record.loss if math.isfinite(record.loss) else repr(record.loss),  # nan, inf
         "exited_ok": sorted(record.exited_ok),
         "failures": [{**asdict(f), "kind": f.kind.value} for f in record.failures],
         "incidents": [asdict(i) for i in record.incidents],
@@ -75,7 +78,9 @@ def record_from_json(text: str, steps: Sequence[StepRecord] = (), name: str = "?
         record.ended_at = float(doc["ended_at"])
         record.master_addr, record.master_port = str(doc["master_addr"]), int(doc["master_port"])
         record.launch_ref = str(doc.get("launch_ref", ""))
-        record.step, record.loss = int(doc["step"]), float(doc["loss"])
+        ending = doc.get("ending")
+        record.ending = (str(ending[0]), str(ending[1]), bool(ending[2])) if ending else None
+        record.step, record.loss = int(doc["step"]), float(doc["loss"])  # float("nan") too
         record.step_time_s = float(doc["step_time_s"])
         record.exited_ok = {int(r) for r in doc["exited_ok"]}
         record.failures = [Failure(**{**f, "kind": FailureKind(f["kind"])})

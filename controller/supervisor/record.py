@@ -42,6 +42,7 @@ class RunRecord:
     master_addr: str = ""
     master_port: int = 0
     launch_ref: str = ""  # the launcher's handle of the current attempt (a Slurm job id)
+    ending: tuple[str, str, bool] | None = None  # (event, reason, failed) while it is finishing
     step: int = 0
     loss: float = 0.0
     step_time_s: float = 0.0

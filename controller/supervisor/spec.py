@@ -39,6 +39,10 @@ from typing import Any
 _RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
+PLACEHOLDERS = ("steps", "checkpoint_dir", "checkpoint_interval", "keep", "ep_size", "pp_size",
+                "name", "world_size", "ranks_per_node")
+
+
 class RunSpecError(ValueError):
     """Every problem found in a run spec."""
 
@@ -172,7 +176,7 @@ def _assemble(v: dict[str, dict[str, Any]], problems: list[str]) -> RunSpec | No
         problems.append("run.env must map strings to strings")
     if problems:
         return None
-    return RunSpec(
+    spec = RunSpec(
         name=run["name"], command=tuple(command), ranks_per_node=rpn, world_size=world,
         ep_size=ep, pp_size=pp, checkpoint_dir=ckpt["dir"], steps=run.get("steps", 0),
         tokens_per_step=run.get("tokens_per_step", 0),
@@ -183,3 +187,11 @@ def _assemble(v: dict[str, dict[str, Any]], problems: list[str]) -> RunSpec | No
         startup_timeout_s=float(sup.get("startup_timeout_s", 300.0)),
         stop_grace_s=float(sup.get("stop_grace_s", 5.0)), env=dict(env),
     )
+    try:
+        spec.argv()
+    except (KeyError, IndexError, ValueError) as exc:
+        problems.append(f"run.command has a placeholder that cannot be filled ({exc!r}); the "
+                        "known ones are {" + "}, {".join(PLACEHOLDERS) + "}; write a literal "
+                        "brace as {{ or }}")
+        return None
+    return spec

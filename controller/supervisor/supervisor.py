@@ -95,6 +95,7 @@ class Supervisor:
         self._reconnect_until = service.clock.time() + service.settings.heartbeat_timeout_s
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # one actor per run: its loop or the operator
         service.add_listener(self._on_delivered)
         service.add_transition_listener(self._on_transition)
 
@@ -121,7 +122,13 @@ class Supervisor:
         for node in placed.node_names:
             await self.actions.node_event(node, NodeEvent.ALLOCATED,
                                           f"allocated to run {spec.name}")
-        await self.actions.launch(record)
+        try:
+            await self.actions.launch(record)
+        except Exception as exc:  # nothing left half-started: the run ends, its nodes go back
+            log.exception("could not launch run %s", spec.name)
+            await self.actions.finish(record, RunEvent.GAVE_UP, f"launch failed: {exc!r}",
+                                      failed=True)
+            raise RunRejected([f"launch failed: {exc}"]) from exc
         await self.keeper.save(record)
         self._watch(record)
         return record
@@ -142,14 +149,16 @@ class Supervisor:
 
     def _watch(self, record: RunRecord, resuming: bool = False) -> None:
         self._wake[record.name] = asyncio.Event()
+        self._locks[record.name] = asyncio.Lock()
         self._tasks[record.name] = asyncio.get_running_loop().create_task(
             self._monitor(record, resuming), name=f"run:{record.name}")
 
     async def stop_run(self, name: str) -> RunRecord:
         record = self.runs[name]
-        if record.state not in TERMINAL:
-            await self.actions.finish(record, RunEvent.OPERATOR_STOP, "stopped by the operator")
-            await self.keeper.save(record)
+        async with self._locks.setdefault(name, asyncio.Lock()):  # never inside a restart
+            if record.state not in TERMINAL:
+                await self.actions.finish(record, RunEvent.OPERATOR_STOP,
+                                          "stopped by the operator")
         return record
 
     async def close(self) -> None:
@@ -209,16 +218,18 @@ class Supervisor:
     # ------------------------------------------------------------------ the loop
 
     async def _monitor(self, record: RunRecord, resuming: bool = False) -> None:
-        wake = self._wake[record.name]
+        wake, lock = self._wake[record.name], self._locks[record.name]
         if resuming:
-            await self._guarded(record, self._resume_interrupted(record))
+            async with lock:
+                await self._guarded(record, self._resume_interrupted(record))
         while record.state not in TERMINAL:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), self.settings.tick_s)
             wake.clear()
-            if record.state not in (RunState.STARTING, RunState.RUNNING):
-                continue
-            await self._guarded(record, self._step(record))
+            async with lock:
+                if record.state not in (RunState.STARTING, RunState.RUNNING):
+                    continue
+                await self._guarded(record, self._step(record))
             if (record.unsaved_change() or self.service.clock.time() - record.saved_at
                     >= self.settings.persist_interval_s):
                 await self.keeper.save(record)
@@ -234,10 +245,10 @@ class Supervisor:
         except Exception as exc:
             log.exception("supervisor step failed for %s", record.name)
             record.log(self.service.clock.time(), "error", f"supervisor error: {exc!r}")
-            if _is_restarting(record):  # the work may have moved it on
+            if record.state in (RunState.RESTARTING, RunState.PENDING):  # half-way: end it
                 with contextlib.suppress(Exception):
                     await self.actions.finish(record, RunEvent.GAVE_UP,
-                                       f"restart failed: {exc!r}", failed=True)
+                                              f"restart failed: {exc!r}", failed=True)
 
     def _not_back_yet(self, record: RunRecord, now: float) -> set[str]:
         """The run's nodes and spares that have not reconnected since this controller started,
@@ -249,12 +260,16 @@ class Supervisor:
                 and self.service.state_of(n) not in (NodeState.DRAINED, NodeState.UNREACHABLE)}
 
     async def _resume_interrupted(self, record: RunRecord) -> None:
-        """Finish what the previous controller left half-done: a run stored before its launch
+        """Finish what the previous controller left half-done: a run it was ending is ended
+        (again: stopping ranks and releasing nodes are idempotent); one stored before its launch
         is launched; one stored mid-restart is stopped and relaunched from its failures."""
-        if record.state in (RunState.PENDING, RunState.RESTARTING):
+        if record.ending is not None or record.state in (RunState.PENDING, RunState.RESTARTING):
             while self._not_back_yet(record, self.service.clock.time()):
                 await asyncio.sleep(self.settings.tick_s)
-        if record.state is RunState.PENDING:
+        if record.ending is not None:
+            event, reason, failed = record.ending
+            await self.actions.finish(record, RunEvent(event), reason, failed)
+        elif record.state is RunState.PENDING:
             await self.actions.stop_ranks(record)
             await self.actions.launch(record)
         elif record.state is RunState.RESTARTING:
@@ -265,7 +280,8 @@ class Supervisor:
                 await self.actions.finish(record, RunEvent.FAILURE, decision.reason, failed=True)
             else:
                 await self.actions.relaunch(record, decision if isinstance(decision, Restart)
-                                     else Restart(Failure(FailureKind.RANK_EXIT, "", 0.0, "")))
+                                            else Restart(Failure(FailureKind.RANK_EXIT, "", 0.0,
+                                                                 "")))
         await self.keeper.save(record)
 
     async def _step(self, record: RunRecord) -> None:
@@ -306,7 +322,4 @@ class Supervisor:
             restart_budget=record.spec.restart_budget, world_size=record.spec.world_size,
             nodes=record.nodes, domain_of=record.domain_of, spares=spares,
             failures=tuple(record.failures), exited_ok=frozenset(record.exited_ok))
-
-def _is_restarting(record: RunRecord) -> bool:
-    return record.state is RunState.RESTARTING
 

@@ -17,6 +17,7 @@ import pytest
 
 from agent.clock import FakeClock
 from agent.ranks.progress import (
+    MAX_LATEST,
     InvalidProgress,
     ProgressListener,
     ProgressListenerError,
@@ -249,6 +250,18 @@ def test_listener_counts_bad_datagrams_and_keeps_receiving(sock_dir: Path) -> No
     assert stats.invalid == 4
     assert stats.invalid_by_reason == {"bad_json": 2, "bad_field": 1, "too_large": 1}
     assert listener.latest()[("ds-v3", 1)].step == 7
+
+
+def test_latest_is_bounded_whatever_run_ids_a_sender_invents(sock_dir: Path) -> None:
+    with ProgressListener(sock_dir / "b.sock", history=1) as listener:
+        listener.feed(encode(valid_record(run_id="real", rank=0, step=1)))
+        for i in range(MAX_LATEST + 100):
+            listener.feed(encode(valid_record(run_id=f"junk-{i}", rank=0)))
+            if i % 4096 == 0:
+                listener.feed(encode(valid_record(run_id="real", rank=0, step=2 + i)))
+        latest = listener.latest()
+    assert len(latest) == MAX_LATEST
+    assert ("real", 0) in latest and ("junk-0", 0) not in latest  # the silent go first
 
 
 def test_latest_prefers_newer_attempts_and_history_is_bounded(sock_dir: Path) -> None:

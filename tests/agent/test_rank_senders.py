@@ -19,7 +19,7 @@ import pytest
 
 from agent.ranks.progress import ProgressListener, RankProgress, parse_progress, valid_run_id
 from agent.ranks.reporter import ProgressReporter
-from agent.ranks.senders import FOREIGN_SENDER, SenderPins
+from agent.ranks.senders import FOREIGN_SENDER, TOO_MANY_RUNS, SenderPins
 from tests.agent.test_rank_progress import encode, valid_record, wait_for
 
 NOBODY = 65534
@@ -64,15 +64,33 @@ def test_first_reporter_owns_a_run_and_another_uid_is_refused_once_logged(
     assert pins.check("run-a", None) is None  # no credentials on this platform: unchecked
 
 
-def test_pins_are_bounded_and_forget_the_longest_unused_run() -> None:
-    pins = SenderPins(max_runs=2)
+def test_pins_are_bounded_and_forget_only_an_idle_run() -> None:
+    clock = [0.0]
+    pins = SenderPins(max_runs=2, idle_s=60.0, now=lambda: clock[0])
     pins.check("old", 1)
     pins.check("kept", 2)
-    pins.check("old", 1)  # used again: now "kept" is the longest unused
-    pins.check("new", 3)
+    clock[0] = 50.0
+    pins.check("old", 1)  # its owner reported again: now "kept" is the longest idle
+    assert pins.check("new", 3) == TOO_MANY_RUNS  # "kept" is idle 50 s < 60 s: still live
+    clock[0] = 61.0
+    assert pins.check("new", 3) is None  # "kept" idle 61 s: it makes room
     assert pins.owner("kept") is None and pins.owner("old") == 1 and pins.owner("new") == 3
     with pytest.raises(ValueError):
         SenderPins(max_runs=0)
+
+
+def test_a_flood_of_new_run_ids_cannot_push_out_a_live_runs_owner() -> None:
+    clock = [0.0]
+    pins = SenderPins(max_runs=4096, now=lambda: clock[0])
+    assert pins.check("llm-run", 1000) is None
+    refused = 0
+    for i in range(5000):  # a group member invents run ids, one report each
+        clock[0] += 0.001
+        refused += pins.check(f"junk-{i}", 666) == TOO_MANY_RUNS
+        if i % 1000 == 0:
+            assert pins.check("llm-run", 1000) is None  # the real ranks keep reporting
+    assert refused == 5000 - 4095 and pins.owner("llm-run") == 1000
+    assert pins.check("llm-run", 666) == FOREIGN_SENDER  # the takeover is still refused
 
 
 @pytest.mark.parametrize("run_id, ok", [

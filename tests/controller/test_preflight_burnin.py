@@ -226,3 +226,17 @@ async def test_preflight_verdicts_reach_the_burnin_metrics(db_path: Path) -> Non
         assert measured["good-a"] == pytest.approx(472e9)
     finally:
         await c.stop(grace_s=0)
+
+
+async def test_a_burnin_that_cannot_even_be_planned_rejects_and_never_hangs(
+        db_path: Path) -> None:
+    """A misconfigured re-test (more sizes than an agent takes) is an answer, not a hang."""
+    cfg = dataclasses.replace(settings(db_path), preflight=PreflightSettings(
+        burnin_sizes=tuple(M * (i + 1) for i in range(65)), burnin_timeout_s=20.0))
+    async with burnin_controller(cfg) as c, grpc.aio.insecure_channel(c.address) as ch:
+        await join(ch, "lonely")
+        updates = await asyncio.wait_for(preflight(ch, "lonely"), 30)
+    (verdict,) = updates[-1].result.verdicts
+    assert not verdict.admitted
+    assert any("burn-in re-test failed" in r.message and "sizes" in r.message
+               for r in verdict.reasons), verdict.reasons

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
@@ -62,6 +63,14 @@ def test_a_record_round_trips_through_its_snapshot() -> None:
     # the ledger does not change (energy is small enough to keep at full resolution)
     assert record.ledger(200.0) == back.ledger(200.0)
     assert back.ledger(200.0).energy_j == pytest.approx(99 * 250.0)
+
+
+@pytest.mark.parametrize("loss", [float("nan"), float("inf"), -float("inf")])
+def test_a_diverged_loss_round_trips(loss: float) -> None:
+    record = _record()
+    record.loss = loss
+    back = record_from_json(record_to_json(record))
+    assert repr(back.loss) == repr(loss)
 
 
 @pytest.mark.parametrize("mutate, needle", [
@@ -135,4 +144,29 @@ async def test_the_keeper_saves_loads_and_knows_what_is_unsaved(tmp_path: Path) 
     assert not back.unsaved_change() and back.steps_saved == 6
     store.save_run("broken", "running", 0.0, 0.0, "{")  # unreadable: skipped, not fatal
     assert [r.name for r in await keeper.load()] == ["mini"]
+    store.close()
+
+
+async def test_the_keeper_keeps_every_live_run_and_a_bounded_past(tmp_path: Path) -> None:
+    store = FleetStore.open(tmp_path / "fleet.db")
+
+    async def call(fn: Callable[[FleetStore], Any]) -> Any:
+        return fn(store)
+
+    keeper = RunKeeper(call, call, lambda: 0.0, keep=2, retain=3)
+
+    def text(name: str) -> str:
+        record = _record()
+        record.spec = dataclasses.replace(record.spec, name=name)
+        return record_to_json(record)
+
+    store.save_run("live-but-quiet", "running", 0.0, 1.0, text("live-but-quiet"))  # oldest row
+    for i in range(6):
+        store.save_run(f"done-{i}", "completed", 0.0, 10.0 + i, text(f"done-{i}"),
+                       [(1, 1, 1.0, 0.5)])
+    loaded = await keeper.load()
+    assert [r.name for r in loaded] == ["done-5", "done-4", "live-but-quiet"]
+    assert sorted(r.name for r in store.stored_runs()) == [
+        "done-3", "done-4", "done-5", "live-but-quiet"]  # 3 ended retained, the live one too
+    assert store.stored_runs(states=["completed"], limit=1)[0].steps == ((1, 1, 1.0, 0.5),)
     store.close()

@@ -84,3 +84,16 @@ def test_deepseek_v3_671b_spec_places_on_128_nvl72_domains() -> None:
     assert isinstance(placement, Placement)
     assert len(placement.nodes) == 2048
     assert all(len(spares) == 2 for spares in placement.spares.values())
+
+
+@pytest.mark.parametrize("part", ['d={"a":1}', "{nosuch}", "{0}", "{steps"])
+def test_a_placeholder_that_cannot_be_filled_is_refused_at_load(part: str) -> None:
+    with pytest.raises(RunSpecError, match="placeholder") as err:
+        run_spec_from_dict({**GOOD, "run": {**GOOD["run"], "command": ["python", "-c", part]}})
+    assert "{{" in str(err.value)  # says how to write a literal brace
+
+
+def test_escaped_braces_are_literal() -> None:
+    spec = run_spec_from_dict({**GOOD, "run": {**GOOD["run"],
+                                               "command": ["python", "-c", 'd={{"a":1}}']}})
+    assert spec.argv() == ("python", "-c", 'd={"a":1}')

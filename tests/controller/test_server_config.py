@@ -34,9 +34,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     toml.write_text('listen = 5\ncolour = "blue"\n')
     env = {"GPUFLEET_INSECURE": "maybe", "GPUFLEET_HEARTBEAT_TIMEOUT": "-1"}
     with pytest.raises(ConfigError) as err:
-        load_config({"tls_cert": "missing.pem", "ingest_batch": 0}, env, str(toml))
+        load_config({"tls_cert": "missing.pem", "ingest_batch": 0,
+                     "slurm_progress_socket": "run/progress.sock"}, env, str(toml))
     text = "\n".join(err.value.problems)
     for expected in ("listen must be a str", "unknown key 'colour'", "GPUFLEET_INSECURE",
+                     "--slurm-progress-socket must be an absolute path",
                      "--heartbeat-timeout must be > 0", "--ingest-batch must be >= 1",
                      "--db is required", "missing --tls-key, --tls-ca",
                      "--tls-cert missing.pem: no such file"):

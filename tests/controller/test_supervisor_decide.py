@@ -99,6 +99,16 @@ def test_hang_without_spare_retries_in_place() -> None:
     assert isinstance(decision, Restart) and decision.replace == {}
 
 
+def test_a_hang_of_every_node_implicates_none_of_them() -> None:
+    everyone = [Failure(FailureKind.RANK_HANG, node, 1.0 + i, "no step within the startup "
+                        "timeout", rank=2 * i) for i, node in enumerate(NODES)]
+    decision = decide(_view(*everyone))
+    assert isinstance(decision, Restart)
+    assert decision.replace == {} and decision.take_out == ()  # no spare spent, none suspect
+    some = decide(_view(*everyone[:3]))  # three of four: those three are suspects
+    assert isinstance(some, Restart) and len(some.take_out) == 3
+
+
 def test_find_hangs() -> None:
     ranks = {0: "a0", 1: "a0", 2: "a1"}
     hangs = find_hangs({0: 100.0, 1: 70.0}, ranks, attempt_started_at=50.0, now=101.0,

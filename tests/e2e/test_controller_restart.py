@@ -11,6 +11,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,16 @@ def start_paced_run(fleet: LocalFleet, tmp: Path, name: str, steps: int, step_s:
     fleet.wait_for(lambda: run_detail(fleet, name).run.step >= past_step, 120,
                    f"the run to pass step {past_step}")
     return list(json.loads(started.stdout)["run"]["nodes"])
+
+
+def edit_stored_run(tmp: Path, name: str, **fields: Any) -> None:
+    """Play a controller that died at a chosen moment: rewrite fields of the run's stored
+    snapshot (and its state column, when `state` is among them)."""
+    with sqlite3.connect(tmp / "fleet.db") as db:
+        (text,) = db.execute("SELECT record FROM runs WHERE name = ?", (name,)).fetchone()
+        doc = {**json.loads(text), **fields}
+        db.execute("UPDATE runs SET state = ?, record = ? WHERE name = ?",
+                   (doc["state"], json.dumps(doc), name))
 
 
 def run_to_end(fleet: LocalFleet, name: str) -> pb.RunDetail:
@@ -87,15 +98,9 @@ def test_a_run_stored_in_the_middle_of_a_restart_is_restarted_by_the_next_contro
         placed = start_paced_run(fleet, tmp_path, "halfway", 24, 0.3, past_step=3)
 
         def store_a_half_done_restart() -> None:
-            with sqlite3.connect(tmp_path / "fleet.db") as db:
-                (text,) = db.execute("SELECT record FROM runs WHERE name = 'halfway'").fetchone()
-                doc = json.loads(text)
-                doc["state"] = "restarting"
-                doc["failures"] = [{"kind": "rank_exit", "node": placed[0], "at": time.time(),
-                                    "detail": "rank 1 exited with 17", "rank": 1,
-                                    "evidence_id": ""}]
-                db.execute("UPDATE runs SET state = 'restarting', record = ? "
-                           "WHERE name = 'halfway'", (json.dumps(doc),))
+            edit_stored_run(tmp_path, "halfway", state="restarting", failures=[{
+                "kind": "rank_exit", "node": placed[0], "at": time.time(),
+                "detail": "rank 1 exited with 17", "rank": 1, "evidence_id": ""}])
 
         fleet.restart_controller(kill=True, while_down=store_a_half_done_restart)
         detail = run_to_end(fleet, "halfway")
@@ -126,3 +131,27 @@ def test_a_run_survives_an_agent_restart_on_one_of_its_nodes(tmp_path: Path) -> 
         assert placed[1] in waited.message and waited.message.endswith("back"), waited.message
         resumed = next(e for e in detail.events if e.kind == "restart")
         assert "resumes from checkpoint step" in resumed.message
+
+
+def test_a_stop_the_controller_did_not_finish_is_finished_by_the_next_one(
+        tmp_path: Path) -> None:
+    """The operator's stop was saved as the run's intent, then the controller died before
+    stopping the ranks and releasing the nodes: the next controller carries it out."""
+    with LocalFleet("gb300:nodes=6,domain_size=3", NODES, workdir=tmp_path) as fleet:
+        placed = start_paced_run(fleet, tmp_path, "ending", 200, 0.3, past_step=3)
+
+        def store_a_half_done_stop() -> None:
+            edit_stored_run(tmp_path, "ending",
+                            ending=["operator_stop", "stopped by the operator", False])
+
+        fleet.restart_controller(kill=True, while_down=store_a_half_done_stop)
+        detail = run_to_end(fleet, "ending")
+        assert detail.run.state == "stopped" and detail.run.reason == "stopped by the operator"
+        assert detail.run.step < 200
+        fleet.wait_for(lambda: all(fleet.node_state(n) == "ready" for n in placed), 30,
+                       "the run's nodes to be released")
+        rank0 = fleet.rank_log(placed[0], "ending", 1, 0)
+        time.sleep(1.0)
+        size = rank0.stat().st_size
+        time.sleep(1.5)
+        assert rank0.stat().st_size == size  # its ranks were stopped: nothing more is written

@@ -14,6 +14,24 @@ from enum import StrEnum
 
 EvidenceValue = str | int | float | bool | None
 
+# Blackwell NVLink5 error counters a GpuSample's `nvlink5_counters` holds (summed over links), by
+# the lower-case suffix of their NVML_FI_DEV_NVLINK_COUNT_* field. Error counters only: packet
+# and byte throughput are not health, and BER fields are encoded ratios that must not be summed.
+NVLINK5_COUNTERS: tuple[str, ...] = (
+    "malformed_packet_errors",
+    "buffer_overrun_errors",
+    "rcv_errors",
+    "rcv_remote_errors",
+    "rcv_general_errors",
+    "local_link_integrity_errors",
+    "xmit_discards",
+    "link_recovery_successful_events",
+    "link_recovery_failed_events",
+    "link_recovery_events",
+    "effective_errors",
+    "symbol_errors",
+)
+
 
 class Severity(StrEnum):
     """How bad a finding is. Values are the JSON spellings; `rank` orders worst-of."""

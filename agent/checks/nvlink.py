@@ -11,25 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from agent.checks.readings import GpuView, delta, finding, run_per_gpu
-from agent.model import Action, Finding, NodeSample, NvLinkSample, Severity
+from agent.model import NVLINK5_COUNTERS, Action, Finding, NodeSample, NvLinkSample, Severity
 from agent.policy import Policy
 
 # NVLink5 counters by the lower-case suffix of NVML_FI_DEV_NVLINK_COUNT_<NAME>, summed over links.
 NVLINK5_RECOVERY_FAILED = "link_recovery_failed_events"
 NVLINK5_RECOVERY_SUCCESSFUL = "link_recovery_successful_events"
-NVLINK5_ERROR_COUNTERS: frozenset[str] = frozenset(
-    {
-        "malformed_packet_errors",
-        "buffer_overrun_errors",
-        "rcv_errors",
-        "rcv_remote_errors",
-        "rcv_general_errors",
-        "local_link_integrity_errors",
-        "xmit_discards",
-        "effective_errors",
-        "symbol_errors",
-    }
-)  # throughput counters, BERs, FEC histories and the recovery-event total are not judged here
+NVLINK5_ERROR_COUNTERS: frozenset[str] = frozenset(NVLINK5_COUNTERS) - {
+    NVLINK5_RECOVERY_SUCCESSFUL, NVLINK5_RECOVERY_FAILED, "link_recovery_events",
+}  # the recoveries are judged on their own terms below
 _NVML_PREFIX = "nvml_fi_dev_nvlink_count_"
 
 

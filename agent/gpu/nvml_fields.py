@@ -14,25 +14,11 @@ from typing import Any
 
 from agent.gpu.nvml_errors import NvmlCodes, NvmlModule, unavailable_for_code
 from agent.gpu.nvml_readers import ReadContext
-from agent.model import ReadStatus, Unavailable
+from agent.model import NVLINK5_COUNTERS, ReadStatus, Unavailable
 
-# nvlink5_counters key (the constant's lower-case suffix, as the checks and the simulator
-# spell it) -> NVML_FI_DEV_NVLINK_COUNT_* constant (error counters only: packet and
-# byte throughput counters are not health, BER fields are encoded ratios that must not be summed)
-NVLINK5_FIELDS: tuple[tuple[str, str], ...] = (
-    ("malformed_packet_errors", "NVML_FI_DEV_NVLINK_COUNT_MALFORMED_PACKET_ERRORS"),
-    ("buffer_overrun_errors", "NVML_FI_DEV_NVLINK_COUNT_BUFFER_OVERRUN_ERRORS"),
-    ("rcv_errors", "NVML_FI_DEV_NVLINK_COUNT_RCV_ERRORS"),
-    ("rcv_remote_errors", "NVML_FI_DEV_NVLINK_COUNT_RCV_REMOTE_ERRORS"),
-    ("rcv_general_errors", "NVML_FI_DEV_NVLINK_COUNT_RCV_GENERAL_ERRORS"),
-    ("local_link_integrity_errors", "NVML_FI_DEV_NVLINK_COUNT_LOCAL_LINK_INTEGRITY_ERRORS"),
-    ("xmit_discards", "NVML_FI_DEV_NVLINK_COUNT_XMIT_DISCARDS"),
-    ("link_recovery_successful_events", "NVML_FI_DEV_NVLINK_COUNT_LINK_RECOVERY_SUCCESSFUL_EVENTS"),
-    ("link_recovery_failed_events", "NVML_FI_DEV_NVLINK_COUNT_LINK_RECOVERY_FAILED_EVENTS"),
-    ("link_recovery_events", "NVML_FI_DEV_NVLINK_COUNT_LINK_RECOVERY_EVENTS"),
-    ("effective_errors", "NVML_FI_DEV_NVLINK_COUNT_EFFECTIVE_ERRORS"),
-    ("symbol_errors", "NVML_FI_DEV_NVLINK_COUNT_SYMBOL_ERRORS"),
-)
+# nvlink5_counters key -> its NVML_FI_DEV_NVLINK_COUNT_* constant
+NVLINK5_FIELDS: tuple[tuple[str, str], ...] = tuple(
+    (key, f"NVML_FI_DEV_NVLINK_COUNT_{key.upper()}") for key in NVLINK5_COUNTERS)
 
 NVLINK5_KEY = "nvlink5_counters"
 

@@ -25,12 +25,18 @@ from agent.gpu.sim_profiles import (
     FABRIC_SUMMARY_LIMITED_CAPACITY,
     FABRIC_SUMMARY_UNHEALTHY,
     NO_FABRIC,
-    NVLINK5_COUNTER_NAMES,
     SkuProfile,
     fabric_health_mask_with,
 )
 from agent.gpu.sim_telemetry import PowerThermal, Waves
-from agent.model import FabricInfo, GpuSample, NvLinkSample, ReadStatus, Unavailable
+from agent.model import (
+    NVLINK5_COUNTERS,
+    FabricInfo,
+    GpuSample,
+    NvLinkSample,
+    ReadStatus,
+    Unavailable,
+)
 
 IDLE_LOAD = 0.05  # below this the GPU reports GpuIdle and drops its PCIe generation
 _NOT_SUPPORTED = Unavailable(ReadStatus.NOT_SUPPORTED, "Not Supported")
@@ -190,7 +196,7 @@ class SimGpu:
     def _nvlink5(self, t: float) -> Mapping[str, int] | None:
         if not self.profile.nvlink5_counters:
             return None
-        counters = dict.fromkeys(NVLINK5_COUNTER_NAMES, 0)
+        counters = dict.fromkeys(NVLINK5_COUNTERS, 0)
         total = sum(self._link_error_counts(t).values())
         counters["symbol_errors"] = counters["effective_errors"] = total
         return counters

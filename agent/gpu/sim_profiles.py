@@ -84,22 +84,6 @@ RECOVERY_ACTIONS: Mapping[str, int] = MappingProxyType(
     }
 )
 
-# Blackwell NVLink5 error counters (NVML_FI_DEV_NVLINK_COUNT_*, summed over links), by the
-# lower-case suffix of the field name.
-NVLINK5_COUNTER_NAMES: tuple[str, ...] = (
-    "malformed_packet_errors",
-    "buffer_overrun_errors",
-    "rcv_errors",
-    "rcv_remote_errors",
-    "rcv_general_errors",
-    "local_link_integrity_errors",
-    "xmit_discards",
-    "link_recovery_successful_events",
-    "link_recovery_failed_events",
-    "link_recovery_events",
-    "effective_errors",
-    "symbol_errors",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.model import (
+    NVLINK5_COUNTERS,
     Action,
     FabricInfo,
     Finding,
@@ -32,20 +33,6 @@ from agent.model import (
 
 H100_NAME = "NVIDIA H100 80GB HBM3"
 GB300_NAME = "NVIDIA GB300"
-NVLINK5_COUNTERS = (
-    "malformed_packet_errors",
-    "buffer_overrun_errors",
-    "rcv_errors",
-    "rcv_remote_errors",
-    "rcv_general_errors",
-    "local_link_integrity_errors",
-    "xmit_discards",
-    "link_recovery_successful_events",
-    "link_recovery_failed_events",
-    "link_recovery_events",
-    "effective_errors",
-    "symbol_errors",
-)
 # Every 2-bit problem flag FALSE (2), incorrect configuration NONE (1).
 HEALTHY_FABRIC_MASK = sum(2 << shift for shift in (0, 2, 4, 6)) + (1 << 8)
 CLUSTER_UUID = "5f1c9a2e-7b3d-4e8f-a0b1-c2d3e4f5a6b7"

@@ -15,7 +15,6 @@ from agent.gpu.sim_profiles import (
     FABRIC_HEALTH_MASK_HEALTHY,
     FABRIC_STATE_COMPLETED,
     FABRIC_STATE_IN_PROGRESS,
-    NVLINK5_COUNTER_NAMES,
     fabric_health_mask_with,
 )
 from agent.gpu.simulated import (
@@ -25,7 +24,7 @@ from agent.gpu.simulated import (
     build_simulated_backend,
     parse_sim_spec,
 )
-from agent.model import GpuSample, ReadStatus
+from agent.model import NVLINK5_COUNTERS, GpuSample, ReadStatus
 
 
 def make(spec: str, clock: FakeClock) -> SimulatedBackend:
@@ -191,7 +190,7 @@ def test_gb300_fields_match_what_nvml_reports() -> None:
     s = backend.devices()[2].sample()
     assert (s.name, s.power_limit_w) == ("NVIDIA GB300", 1400.0)
     assert len(backend.devices()) == 4
-    assert s.nvlink5_counters == dict.fromkeys(NVLINK5_COUNTER_NAMES, 0)
+    assert s.nvlink5_counters == dict.fromkeys(NVLINK5_COUNTERS, 0)
     assert s.nvlinks is not None and len(s.nvlinks) == 18
     assert all(link.up and link.replay_errors is None for link in s.nvlinks)
     assert s.unavailable["nvlinks.replay_errors"].status is ReadStatus.NOT_SUPPORTED

@@ -25,16 +25,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from agent.model import NVLINK5_COUNTERS as AGENT_NVLINK5_COUNTERS  # stdlib-only module
+
 if TYPE_CHECKING:
     from tests.fakes.fake_pynvml import FakeNvml
 
 FORMAT = "gpufleet-nvml-capture/1"
-NVLINK5_COUNTERS = (
-    "MALFORMED_PACKET_ERRORS", "BUFFER_OVERRUN_ERRORS", "RCV_ERRORS", "RCV_REMOTE_ERRORS",
-    "RCV_GENERAL_ERRORS", "LOCAL_LINK_INTEGRITY_ERRORS", "XMIT_DISCARDS",
-    "LINK_RECOVERY_SUCCESSFUL_EVENTS", "LINK_RECOVERY_FAILED_EVENTS", "LINK_RECOVERY_EVENTS",
-    "EFFECTIVE_ERRORS", "SYMBOL_ERRORS",
-)
+NVLINK5_COUNTERS = tuple(key.upper() for key in AGENT_NVLINK5_COUNTERS)
 
 
 def device_calls(n: Any) -> list[tuple[str, tuple[int, ...]]]:

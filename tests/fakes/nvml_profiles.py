@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pynvml as real
 
+from agent.model import NVLINK5_COUNTERS
 from tests.fakes.fake_pynvml import FakeFabric, FakeGpu, FakeNvml
 
 H100_BUS_IDS = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
@@ -27,15 +28,8 @@ _EVENTS = (
     | real.nvmlEventTypeGpuRecoveryAction
 )
 
-NVLINK5_FIELD_IDS = tuple(
-    getattr(real, f"NVML_FI_DEV_NVLINK_COUNT_{name}")
-    for name in (
-        "MALFORMED_PACKET_ERRORS", "BUFFER_OVERRUN_ERRORS", "RCV_ERRORS", "RCV_REMOTE_ERRORS",
-        "RCV_GENERAL_ERRORS", "LOCAL_LINK_INTEGRITY_ERRORS", "XMIT_DISCARDS",
-        "LINK_RECOVERY_SUCCESSFUL_EVENTS", "LINK_RECOVERY_FAILED_EVENTS", "LINK_RECOVERY_EVENTS",
-        "EFFECTIVE_ERRORS", "SYMBOL_ERRORS",
-    )
-)
+NVLINK5_FIELD_IDS = tuple(getattr(real, f"NVML_FI_DEV_NVLINK_COUNT_{key.upper()}")
+                          for key in NVLINK5_COUNTERS)
 
 
 def healthy_fabric_mask() -> int:

@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy agent controller protos examples bench tests demo
+	$(BIN)/mypy agent controller gpufleet_common protos examples bench tests demo
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy agent controller protos examples bench tests demo
+	$(BIN)/mypy agent controller gpufleet_common protos examples bench tests demo
 
 protos: $(STAMP)
 	$(BIN)/python -m protos.gen

@@ -11,13 +11,13 @@ import typer
 from rich.console import Console
 
 from agent.checks.xid import check_xid_history
-from agent.clock import SystemClock
 from agent.gpu.xid_parse import XidHistory
 from agent.model import NodeReport, Severity
 from agent.node_setup import open_sources
 from agent.policy import PolicyError, load_policy
 from agent.render import report_json, report_tables
 from agent.sweep import Sweeper
+from gpufleet_common.clock import SystemClock
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="gpufleet node agent: GPU and host health, metrics, burn-in, ranks.")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from agent.clock import Clock
 from agent.gpu.backend import GpuBackend
 from agent.model import GpuSample, HostSample, NodeSample, ReadStatus, Unavailable
+from gpufleet_common.clock import Clock
 
 HostReader = Callable[[Sequence[GpuSample]], HostSample]
 """Reads host health; receives this sweep's GPU samples so it can map GPUs to NIC rails."""

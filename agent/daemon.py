@@ -15,7 +15,6 @@ from pathlib import Path
 
 from agent.burnin.runner import BurnInJob, run_burnin
 from agent.checks.xid import rule_for
-from agent.clock import Clock
 from agent.exporter.collector import NodeCollector
 from agent.exporter.xid import XidCounter
 from agent.link.client import ControllerLink
@@ -33,6 +32,7 @@ from agent.model import NodeReport
 from agent.ranks.progress import RankProgress
 from agent.ranks.runner import RankRunner
 from agent.sweep import Sweeper
+from gpufleet_common.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.clock import Clock
 from agent.collect import HostReader
 from agent.gpu.backend import GpuBackend
 from agent.policy import Policy
+from gpufleet_common.clock import Clock
 
 if TYPE_CHECKING:
     from agent.gpu.xid import KernelLogXidScanner

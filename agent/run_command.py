@@ -15,7 +15,6 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from agent.clock import SystemClock
 from agent.daemon import AgentDaemon
 from agent.exporter.collector import NodeCollector, agent_version
 from agent.exporter.server import serve_metrics
@@ -30,6 +29,7 @@ from agent.ranks.progress import ProgressListener, ProgressListenerError
 from agent.ranks.runner import RankRunner
 from agent.ranks.senders import SenderPins
 from agent.sweep import Sweeper
+from gpufleet_common.clock import SystemClock
 
 
 @dataclass(frozen=True)

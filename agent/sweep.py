@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from agent.checks.evaluate import evaluate
-from agent.clock import Clock
 from agent.collect import HostReader, collect_node
 from agent.gpu.backend import GpuBackend
 from agent.model import NodeReport, NodeSample
 from agent.policy import Policy
+from gpufleet_common.clock import Clock
 
 
 class Sweeper:

@@ -23,7 +23,6 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
-from agent.clock import FakeClock  # noqa: E402
 from agent.exporter.collector import NodeCollector  # noqa: E402
 from agent.exporter.xid import XidCounter  # noqa: E402
 from agent.gpu.backend import GpuBackend  # noqa: E402
@@ -31,6 +30,7 @@ from agent.gpu.nvml_backend import NvmlBackend  # noqa: E402
 from agent.gpu.simulated import build_simulated_backend, parse_sim_spec  # noqa: E402
 from agent.policy import default_policy  # noqa: E402
 from agent.sweep import Sweeper  # noqa: E402
+from gpufleet_common.clock import FakeClock  # noqa: E402
 from tests.fakes.nvml_profiles import gb300_node, h100_node  # noqa: E402
 
 

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from agent.burnin.runner import BurnInJob, run_burnin  # noqa: E402
-from agent.burnin.spec import bandwidths, parse_sizes  # noqa: E402
+from agent.burnin.spec import bandwidths  # noqa: E402
+from gpufleet_common.sizes import parse_sizes  # noqa: E402
 
 BARE = """
 import os, sys, time, torch, torch.distributed as dist

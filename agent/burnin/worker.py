@@ -19,7 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.burnin.spec import BurnInResult, SizeResult, bandwidths, parse_sizes
+from agent.burnin.spec import BurnInResult, SizeResult, bandwidths
+from gpufleet_common.sizes import parse_sizes
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:

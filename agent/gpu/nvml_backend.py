@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from agent.clock import Clock, SystemClock
 from agent.gpu.backend import GpuDevice
 from agent.gpu.nvml_device import NvmlDevice
 from agent.gpu.nvml_errors import NvmlCodes, NvmlModule, classify
@@ -26,6 +25,7 @@ from agent.gpu.xid import (
     normalize_pci_bus_id,
 )
 from agent.model import ReadStatus, SystemInfo, Unavailable, XidEvent
+from gpufleet_common.clock import Clock, SystemClock
 
 __all__ = ["NvmlBackend", "NvmlDevice"]
 

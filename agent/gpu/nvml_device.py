@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.clock import Clock
 from agent.gpu.nvml_errors import NvmlCodes, NvmlModule, classify
 from agent.gpu.nvml_fields import read_field_values
 from agent.gpu.nvml_links import read_nvlinks
 from agent.gpu.nvml_readers import SIMPLE_SPECS, DeviceState, ReadContext, ReadSpec
 from agent.model import GpuSample, ReadStatus, Unavailable
+from gpufleet_common.clock import Clock
 
 SPECS: tuple[ReadSpec, ...] = (
     *SIMPLE_SPECS,

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent.clock import Clock
 from agent.gpu.nvml_errors import NvmlCodes, NvmlModule, classify, error_code
 from agent.model import XidEvent
+from gpufleet_common.clock import Clock
 
 # NVML event type constant -> (xid it stands for, or None for "the event data is the xid")
 EVENT_XIDS: tuple[tuple[str, int | None], ...] = (

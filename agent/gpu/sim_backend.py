@@ -16,7 +16,6 @@ from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from agent.clock import Clock
 from agent.gpu.backend import GpuDevice
 from agent.gpu.sim_faults import RULES, FaultKind, SimFault, Target, fault_problems
 from agent.gpu.sim_gpu import SimGpu
@@ -25,6 +24,7 @@ from agent.gpu.sim_inbox import FaultInbox
 from agent.gpu.sim_layout import SimNode
 from agent.gpu.sim_profiles import CUDA_DRIVER_VERSION, DRIVER_VERSION, NVML_VERSION
 from agent.model import GpuSample, HostSample, SystemInfo, XidEvent
+from gpufleet_common.clock import Clock
 
 MAX_QUEUED_XIDS = 10_000
 MAX_FIRED = 10_000

@@ -9,12 +9,12 @@ import threading
 import uuid
 from collections.abc import Collection
 
-from agent.clock import Clock
 from agent.gpu.sim_backend import SimulatedBackend
 from agent.gpu.sim_faults import SimFault
 from agent.gpu.sim_inbox import FaultInbox
 from agent.gpu.sim_layout import SimNode, stable_digest
 from agent.gpu.sim_spec import SimSpec, SimSpecError, check_spec
+from gpufleet_common.clock import Clock
 
 
 def fleet_nodes(spec: SimSpec) -> list[SimNode]:

@@ -15,7 +15,6 @@ import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from agent.clock import Clock
 from agent.gpu.nvml_xid import NvmlXidWatcher
 from agent.gpu.xid_parse import (
     XidHistory,
@@ -25,6 +24,7 @@ from agent.gpu.xid_parse import (
     recent_kernel_xids,
 )
 from agent.model import XidEvent
+from gpufleet_common.clock import Clock
 
 __all__ = [
     "KernelLogXidScanner",

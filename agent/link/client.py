@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.clock import Clock, SystemClock
 from agent.link import convert
 from agent.link.backoff import backoff_delay, next_attempt
 from agent.link.config import LinkConfig, TlsConfig
@@ -35,6 +34,7 @@ from agent.link.spool import Spool, SpoolError
 from agent.link.transport import make_channel, open_stream
 from agent.link.types import DirectiveResult, NodeIdentity, ProgressRecord, RankExit
 from agent.model import Action, NodeReport, Severity, XidEvent
+from gpufleet_common.clock import Clock, SystemClock
 from protos.gpufleet.v1 import fleet_pb2
 
 log = logging.getLogger(__name__)

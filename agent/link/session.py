@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import DecodeError
 
-from agent.clock import Clock
 from agent.link.config import LinkConfig
 from agent.link.protocol import accept_ack, plan_welcome
 from agent.link.spool import Spool
 from agent.link.transport import ConnectCall
+from gpufleet_common.clock import Clock
 from protos.gpufleet.v1 import fleet_pb2
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.clock import Clock, SystemClock
 from agent.ranks.reporter import MAX_DATAGRAM_BYTES, MAX_RUN_ID_CHARS, WIRE_VERSION
 from agent.ranks.senders import SenderPins
 from agent.ranks.unix_socket import (
@@ -34,6 +33,7 @@ from agent.ranks.unix_socket import (
     claim_socket_path,
     sender_credentials,
 )
+from gpufleet_common.clock import Clock, SystemClock
 
 MAX_LATEST = 16_384  # (run id, rank) pairs kept by latest(); the longest silent go first
 _MAX_COUNT = 2**53  # steps, tokens, ranks: any JSON integer a float can hold exactly

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.clock import Clock, SystemClock
 from agent.link.types import RankExit, StartRanks
+from gpufleet_common.clock import Clock, SystemClock
 
 POLL_S = 0.05
 TAIL_BYTES = 4000

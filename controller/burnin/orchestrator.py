@@ -53,12 +53,12 @@ from controller.burnin.outcome import (
     skipped_message,
 )
 from controller.burnin.params import BurninParams
-from controller.clock import Clock
 from controller.fleet.lifecycle import NodeState
 from controller.server.directives import DirectiveOutcome, NotConnected
 from controller.server.streams import DirectiveBacklog
 from controller.store import FleetStore, NodeRow
 from controller.store.codec import rails_by_gpu
+from gpufleet_common.clock import Clock
 from protos.gpufleet.v1 import fleet_pb2
 
 T = TypeVar("T")

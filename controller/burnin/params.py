@@ -1,8 +1,8 @@
 """A BurninRequest checked and filled in with the controller's defaults (pure).
 
-Every problem of a request is reported at once, in one `BurninRequestError`. Sizes use the same
-grammar as the agent's worker (a comma list such as `1M,16M,64MiB`, or a doubling range
-`MIN:MAX`; binary units): a contract test keeps the two parsers in step.
+Every problem of a request is reported at once, in one `BurninRequestError`. Sizes use the
+agent worker's grammar, the one in `gpufleet_common.sizes` (a comma list such as `1M,16M,64MiB`,
+or a doubling range `MIN:MAX`; binary units).
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from controller.burnin.groups import DEFAULT_PORT_BASE, MAX_RANKS_PER_NODE
+from gpufleet_common.sizes import MAX_SIZES, parse_sizes
 from protos.gpufleet.v1 import fleet_pb2
 
-MAX_SIZES = 64  # the agent refuses more
 MAX_OPTIONS = 64
 MAX_ITERS = 1_000_000
 MAX_REPEATS = 32
 MAX_TIMEOUT_S = 7 * 86400.0
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2,
-          "MIB": 1024**2, "G": 1024**3, "GB": 1024**3, "GIB": 1024**3}
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
 _OPTION_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -83,36 +80,6 @@ class BurninParams:
     def options_for(self, node: str) -> Mapping[str, str]:
         """The worker options (test knobs) of one node."""
         return self.node_options.get(node, {})
-
-
-def parse_size(text: str) -> int:
-    """'1M', '64MiB', '1G', '4096' -> bytes (binary units); ValueError on anything else."""
-    match = _SIZE_RE.match(text)
-    if not match or match.group(2).upper() not in _UNITS:
-        raise ValueError(f"not a size: {text!r} (use e.g. 1M, 64MiB, 1G)")
-    value = int(match.group(1)) * _UNITS[match.group(2).upper()]
-    if value <= 0:
-        raise ValueError(f"size must be positive: {text!r}")
-    return value
-
-
-def parse_sizes(text: str) -> tuple[int, ...]:
-    """A comma list of sizes, or a range 'MIN:MAX' doubling (nccl-tests -b/-e/-f 2)."""
-    if ":" in text:
-        low_text, high_text = text.split(":", 1)
-        low, high = parse_size(low_text), parse_size(high_text)
-        if low > high:
-            raise ValueError(f"size range is reversed: {text!r}")
-        sizes: list[int] = []
-        size = low
-        while size <= high and len(sizes) < MAX_SIZES:
-            sizes.append(size)
-            size *= 2
-        return tuple(sizes)
-    sizes_list = tuple(parse_size(part) for part in text.split(",") if part.strip())
-    if not sizes_list:
-        raise ValueError(f"no sizes in {text!r}")
-    return sizes_list
 
 
 def parse_options(text: str) -> dict[str, str]:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, TypeVar
 from controller.burnin import orchestrator
 from controller.burnin.judge import BurnInTarget
 from controller.burnin.params import BurninDefaults, BurninParams, params_from_request
-from controller.clock import Clock
 from controller.store import FleetStore
+from gpufleet_common.clock import Clock
 from protos.gpufleet.v1 import fleet_pb2
 
 if TYPE_CHECKING:

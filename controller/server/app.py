@@ -16,8 +16,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # type: ignore[import-untyped]
 from grpc_health.v1.health import aio as health_aio  # type: ignore[import-untyped]
 
-from controller.clock import Clock, SystemClock
 from controller.metrics import ControllerMetrics, MetricsServer, serve_metrics
+from gpufleet_common.clock import Clock, SystemClock
 from protos.gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 from .admin import AdminExtensions, FleetAdminServicer

@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
-from controller.clock import Clock
+from gpufleet_common.clock import Clock
 from protos.gpufleet.v1 import fleet_pb2
 
 

@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from controller.clock import Clock
+from gpufleet_common.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from controller.clock import Clock
 from controller.fleet.lifecycle import NodeState
 from controller.store import FleetStore, Inbound, StoredBatch, TransitionRow
+from gpufleet_common.clock import Clock
 
 from .decisions import Move, may_move, moves_for_batch
 from .store_worker import StoreWorker

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from controller.clock import Clock
 from controller.fleet.fleet_checks import stale_nodes
 from controller.fleet.lifecycle import NodeState
 from controller.store import TransitionRow
+from gpufleet_common.clock import Clock
 
 
 class NodeCache:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from controller.clock import Clock
 from controller.fleet.lifecycle import NodeEvent, NodeState
 from controller.metrics import ControllerMetrics
 from controller.store import (
@@ -28,6 +27,7 @@ from controller.store import (
     TransitionRow,
 )
 from controller.store.codec import identity_from_hello
+from gpufleet_common.clock import Clock
 from protos.gpufleet.v1 import fleet_pb2
 
 from .commit_effects import CommitEffects, Delivered

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.clock import Clock
 from controller.slurm.batch import BatchOptions, batch_script
 from controller.slurm.commands import SlurmCommands, check_job_id
 from controller.slurm.model import SlurmJob
 from controller.supervisor.placement import Placement
 from controller.supervisor.spec import RunSpec
+from gpufleet_common.clock import Clock
 
 _TASK_LINE = re.compile(r"^srun: error: (?P<node>[A-Za-z0-9._-]+): tasks? (?P<tasks>[\d,-]+): "
                         r"(?P<detail>.+?)\s*$")

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from controller.clock import Clock
 from controller.fleet.lifecycle import NodeState
 from controller.slurm.commands import SlurmCommands, SlurmError
 from controller.slurm.reconcile import (
@@ -24,6 +23,7 @@ from controller.slurm.reconcile import (
     reconcile,
 )
 from controller.store.records import NodeRow, TransitionRow
+from gpufleet_common.clock import Clock
 
 
 @dataclass(frozen=True, slots=True)

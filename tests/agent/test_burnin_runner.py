@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.burnin.runner import BurnInJob, rank_env, run_burnin, worker_argv
-from agent.burnin.spec import BurnInResult, bandwidths, bus_factor, parse_size, parse_sizes
+from agent.burnin.spec import BurnInResult, bandwidths, bus_factor
 
 pytest.importorskip("torch")
 
@@ -19,24 +19,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("1M", 1 << 20), ("64MiB", 64 << 20), ("1G", 1 << 30), ("4096", 4096), ("2k", 2048)],
-)
-def test_parse_size(text: str, expected: int) -> None:
-    assert parse_size(text) == expected
-
-
-@pytest.mark.parametrize("bad", ["", "1X", "-4M", "M", "0"])
-def test_parse_size_rejects(bad: str) -> None:
-    with pytest.raises(ValueError):
-        parse_size(bad)
-
-
-def test_size_range_doubles() -> None:
-    assert parse_sizes("1M:8M") == (1 << 20, 2 << 20, 4 << 20, 8 << 20)
 
 
 def test_nccl_tests_formula() -> None:

@@ -12,12 +12,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.clock import FakeClock
 from agent.collect import collect_node
 from agent.gpu.backend import GpuDevice
 from agent.host import HostReader, PsutilProbe, process_names_for, read_host
 from agent.host.system import NotMounted
 from agent.model import GpuSample, ReadStatus, SystemInfo, XidEvent
+from gpufleet_common.clock import FakeClock
 from tests.agent.test_host_fixture import FIXTURE, gpu_bus_ids
 from tests.agent.test_host_rails import EXPECTED_HGX_RAILS
 

@@ -9,11 +9,11 @@ from typing import Any
 import pynvml as real
 import pytest
 
-from agent.clock import FakeClock
 from agent.gpu.backend import GpuBackend, GpuDevice
 from agent.gpu.nvml_backend import NvmlBackend
 from agent.gpu.nvml_device import SAMPLE_FIELDS
 from agent.model import GpuSample, ReadStatus, Unavailable
+from gpufleet_common.clock import FakeClock
 from tests.fakes.fake_pynvml import GARBAGE, FakeNvml
 from tests.fakes.nvml_profiles import gb300, gb300_node, h100_node, h100_sxm
 

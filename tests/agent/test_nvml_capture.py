@@ -9,9 +9,9 @@ from pathlib import Path
 import pynvml as real
 import pytest
 
-from agent.clock import FakeClock, SystemClock
 from agent.gpu.nvml_backend import NvmlBackend
 from agent.model import GpuSample, ReadStatus
+from gpufleet_common.clock import FakeClock, SystemClock
 from tests.fakes.capture_nvml import (
     FORMAT,
     anonymise,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import FakeClock
 from agent.ranks.progress import (
     MAX_LATEST,
     InvalidProgress,
@@ -32,6 +31,7 @@ from agent.ranks.reporter import (
     ProgressReporter,
     ReporterConfigError,
 )
+from gpufleet_common.clock import FakeClock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.clock import FakeClock
 from agent.gpu.backend import GpuBackend
 from agent.gpu.sim_profiles import (
     CLOCK_EVENT_HW_THERMAL_SLOWDOWN,
@@ -25,6 +24,7 @@ from agent.gpu.simulated import (
     parse_sim_spec,
 )
 from agent.model import NVLINK5_COUNTERS, GpuSample, ReadStatus
+from gpufleet_common.clock import FakeClock
 
 
 def make(spec: str, clock: FakeClock) -> SimulatedBackend:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from agent.checks.evaluate import evaluate
-from agent.clock import FakeClock
 from agent.collect import collect_node
 from agent.gpu.simulated import SimulatedBackend, build_simulated_backend, parse_sim_spec
 from agent.model import Finding, NodeSample, Severity, worst_severity
 from agent.policy import load_policy
+from gpufleet_common.clock import FakeClock
 
 
 def _judge(spec: str, window_s: float = 60.0) -> list[Finding]:

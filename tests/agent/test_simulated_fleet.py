@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import FakeClock
 from agent.gpu.simulated import (
     FaultKind,
     SimFault,
@@ -19,6 +18,7 @@ from agent.gpu.simulated import (
     build_simulated_backend,
     parse_sim_spec,
 )
+from gpufleet_common.clock import FakeClock
 
 
 def fleet(spec: str, clock: FakeClock | None = None) -> SimFleet:
@@ -171,7 +171,7 @@ def test_agent_processes_sharing_an_inbox_take_only_their_own_lines(tmp_path: Pa
 
 _AGENT = """
 import sys, time
-from agent.clock import SystemClock
+from gpufleet_common.clock import SystemClock
 from agent.gpu.simulated import build_simulated_backend, parse_sim_spec
 backend = build_simulated_backend(parse_sim_spec(sys.argv[1]), None, SystemClock())
 print("ready", flush=True)

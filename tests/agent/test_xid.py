@@ -12,7 +12,6 @@ from typing import Any
 import pynvml as real
 import pytest
 
-from agent.clock import FakeClock
 from agent.gpu.nvml_backend import NvmlBackend
 from agent.gpu.xid import (
     KernelLogXidScanner,
@@ -22,6 +21,7 @@ from agent.gpu.xid import (
     parse_kernel_xid_lines,
 )
 from agent.model import XidEvent
+from gpufleet_common.clock import FakeClock
 from tests.fakes.fake_pynvml import FakeNvml
 from tests.fakes.nvml_profiles import gb300_node, h100_node
 

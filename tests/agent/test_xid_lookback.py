@@ -16,12 +16,12 @@ from typer.testing import CliRunner
 
 from agent.checks.xid import check_xid, check_xid_history, duration_text
 from agent.cli import app
-from agent.clock import FakeClock
 from agent.gpu.xid import KernelLogXidScanner
 from agent.gpu.xid_parse import recent_kernel_xids
 from agent.model import Action, Severity
 from agent.node_setup import open_sources
 from agent.policy import default_policy
+from gpufleet_common.clock import FakeClock
 from tests.agent.samples import healthy_node, with_xids, xid
 from tests.fakes.nvml_profiles import h100_node
 

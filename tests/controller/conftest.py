@@ -15,9 +15,9 @@ from typing import Any
 import grpc
 import pytest
 
-from controller.clock import Clock
 from controller.server import Controller, ControllerSettings, ServiceSettings
 from controller.store import FleetStore, Inbound, NodeIdentity
+from gpufleet_common.clock import Clock
 from protos.gpufleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 

@@ -18,13 +18,13 @@ import pytest
 from controller.burnin.groups import Group, Member
 from controller.burnin.orchestrator import directive_for, run_burnin
 from controller.burnin.params import BurninDefaults, params_from_request
-from controller.clock import SystemClock
 from controller.fleet.gate import gate
 from controller.fleet.model import EvidenceKind, GatePolicy
 from controller.server.directives import DirectiveOutcome, NotConnected
 from controller.server.preflight import read_snapshot
 from controller.store import FleetStore, NodeIdentity
 from controller.store.codec import rails_by_gpu
+from gpufleet_common.clock import SystemClock
 from protos.gpufleet.v1 import fleet_pb2
 
 T = TypeVar("T")

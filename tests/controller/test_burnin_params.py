@@ -1,11 +1,9 @@
-"""BurninRequest validation and defaults (pure), and the size grammar shared with the agent."""
+"""BurninRequest validation and defaults (pure)."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.burnin import spec as agent_spec
-from controller.burnin import params
 from controller.burnin.params import (
     BurninDefaults,
     BurninRequestError,
@@ -16,20 +14,6 @@ from controller.burnin.params import (
 from protos.gpufleet.v1 import fleet_pb2
 
 M = 1 << 20
-
-
-@pytest.mark.parametrize("text", ["1M", "1M,16M,64MiB", "4096", "1K:1M", "2G", " 8 M , 1g ",
-                                  "1M:1G", "64k:1m"])
-def test_sizes_parse_exactly_as_the_agent_worker_does(text: str) -> None:
-    assert params.parse_sizes(text) == agent_spec.parse_sizes(text)
-
-
-@pytest.mark.parametrize("text", ["1X", "-1M", "M", "0", "16M:1M", "1.5M"])
-def test_bad_sizes_are_refused_by_both_parsers(text: str) -> None:
-    with pytest.raises(ValueError):
-        params.parse_sizes(text)
-    with pytest.raises(ValueError):
-        agent_spec.parse_sizes(text)
 
 
 def test_defaults_fill_in_what_the_request_leaves_at_zero() -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from controller.clock import SystemClock
 from controller.fleet.lifecycle import IllegalTransition, NodeEvent, NodeState
 from controller.server import Controller
 from controller.server.decisions import (
@@ -22,6 +21,7 @@ from controller.server.decisions import (
 from controller.server.ingest import Committed, IngestPipeline
 from controller.server.store_worker import StoreWorker
 from controller.store import FleetStore, Inbound, StoredItem
+from gpufleet_common.clock import SystemClock
 from tests.controller.conftest import RawAgent, identity, inbound, report, xid
 
 pytestmark = pytest.mark.timeout(60)

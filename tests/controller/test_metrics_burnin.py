@@ -12,13 +12,13 @@ import pytest
 
 from controller.burnin.orchestrator import run_burnin
 from controller.burnin.params import params_from_request
-from controller.clock import SystemClock
 from controller.extensions import build_extensions
 from controller.metrics import ControllerMetrics
 from controller.metrics_burnin import GB, BurninSample, LatestBurnins, sample_from
 from controller.server import Controller
 from controller.server.preflight import PreflightSettings
 from controller.store import FleetStore
+from gpufleet_common.clock import SystemClock
 from tests.controller.conftest import settings
 from tests.controller.test_burnin_orchestrator import (
     DEFAULTS,

@@ -8,9 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from controller.clock import FakeClock
 from controller.metrics import ControllerMetrics
 from controller.metrics_nodes import REASON_MAX
+from gpufleet_common.clock import FakeClock
 from tests.controller.conftest import RawAgent, settings, start_controller
 
 pytestmark = pytest.mark.timeout(60)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from controller.clock import FakeClock
 from controller.fleet.lifecycle import NodeState
 from controller.server.node_cache import NodeCache
 from controller.store import TransitionRow
+from gpufleet_common.clock import FakeClock
 
 TIMEOUT_S = 30.0
 

@@ -7,8 +7,8 @@ import gc
 
 import pytest
 
-from controller.clock import FakeClock
 from controller.server.gc_tuning import GcSettings, GcTuner, when_due
+from gpufleet_common.clock import FakeClock
 
 
 @pytest.mark.parametrize(("now", "last_freeze", "last_full", "expected"), [

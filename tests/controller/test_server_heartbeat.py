@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from controller.clock import FakeClock
 from controller.server import Controller
+from gpufleet_common.clock import FakeClock
 from tests.controller.conftest import RawAgent, report, settings, start_controller
 
 pytestmark = pytest.mark.timeout(60)

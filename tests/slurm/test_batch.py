@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from controller.clock import FakeClock
 from controller.slurm.batch import EXIT_NOT_IN_PLACEMENT, BatchOptions, batch_script, job_name
 from controller.slurm.fake import FakeSlurm
 from controller.slurm.launcher import SlurmLauncher, TaskExit
 from controller.slurm.model import JobPhase, SlurmNode
 from controller.supervisor.placement import Candidate, Layout, Placement, place, replace_node
 from controller.supervisor.spec import RunSpec
+from gpufleet_common.clock import FakeClock
 from tests.slurm.conftest import REPO
 
 # Braces doubled: the spec's command is a format string.

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from controller.clock import SystemClock
 from controller.slurm.model import JobPhase
 from controller.slurm.sync import SlurmNodeSync
+from gpufleet_common.clock import SystemClock
 from tests.slurm.conftest import DEPLOY, SlurmCluster, agent_executable
 from tests.slurm.helpers import READY, wait_job, write_job
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.clock import SystemClock
 from controller.fleet.lifecycle import NodeState
 from controller.slurm.commands import JobNotFound, SlurmError, SubprocessSlurm
 from controller.slurm.model import JobPhase
 from controller.slurm.reconcile import Drain, FleetNodeView, Resume
 from controller.slurm.sync import SlurmNodeSync
+from gpufleet_common.clock import SystemClock
 from tests.slurm.conftest import SlurmCluster
 from tests.slurm.helpers import READY, Recording, wait_job, write_job
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from controller.clock import SystemClock
 from controller.fleet.lifecycle import NodeState
 from controller.slurm.batch import BatchOptions
 from controller.slurm.launcher import SlurmLauncher
@@ -29,6 +28,7 @@ from controller.supervisor.decide import Failure, FailureKind, Restart, RunView,
 from controller.supervisor.placement import Candidate, Layout, Placement, place, replace_node
 from controller.supervisor.spec import RunSpec
 from examples.deepseek_v3_mini.checkpoint import latest_complete_checkpoint
+from gpufleet_common.clock import SystemClock
 from tests.slurm.conftest import REPO, SlurmCluster
 from tests.slurm.helpers import READY
 

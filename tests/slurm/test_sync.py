@@ -6,7 +6,6 @@ from collections.abc import Mapping
 
 import pytest
 
-from controller.clock import FakeClock
 from controller.fleet.lifecycle import NodeState
 from controller.slurm.commands import SlurmError
 from controller.slurm.fake import FakeSlurm
@@ -14,6 +13,7 @@ from controller.slurm.model import SlurmNode
 from controller.slurm.reconcile import Drain, FleetNodeView, Resume
 from controller.slurm.sync import SlurmNodeSync, fleet_view
 from controller.store.records import NodeRow, TransitionRow
+from gpufleet_common.clock import FakeClock
 
 XID = FleetNodeView(NodeState.DRAINED, "fatal_event: XID 79", 7901)
 READY = FleetNodeView(NodeState.READY)

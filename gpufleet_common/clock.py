@@ -1,4 +1,4 @@
-"""Injected time for the controller: loops and staleness decisions ask a Clock; tests drive it."""
+"""Injected time: every loop, rate and staleness decision asks a Clock, so tests drive time."""
 
 from __future__ import annotations
 

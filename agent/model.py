@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gpufleet_common.severity import Severity as Severity  # the checks' vocabulary
+
 EvidenceValue = str | int | float | bool | None
 
 # Blackwell NVLink5 error counters a GpuSample's `nvlink5_counters` holds (summed over links), by
@@ -31,29 +33,6 @@ NVLINK5_COUNTERS: tuple[str, ...] = (
     "effective_errors",
     "symbol_errors",
 )
-
-
-class Severity(StrEnum):
-    """How bad a finding is. Values are the JSON spellings; `rank` orders worst-of."""
-
-    OK = "ok"
-    WARN = "warn"
-    UNKNOWN = "unknown"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        """Order for worst-of: ok < warn < unknown < critical (unknown is not fit to admit)."""
-        return _SEVERITY_RANK[self]
-
-    @property
-    def exit_code(self) -> int:
-        """Nagios exit code: 0 OK, 1 WARN, 2 CRITICAL, 3 UNKNOWN."""
-        return _NAGIOS_EXIT[self]
-
-
-_SEVERITY_RANK = {Severity.OK: 0, Severity.WARN: 1, Severity.UNKNOWN: 2, Severity.CRITICAL: 3}
-_NAGIOS_EXIT = {Severity.OK: 0, Severity.WARN: 1, Severity.CRITICAL: 2, Severity.UNKNOWN: 3}
 
 
 class Action(StrEnum):

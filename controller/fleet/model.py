@@ -12,20 +12,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from controller.fleet.lifecycle import NodeState
-
-
-class Severity(StrEnum):
-    """How bad a finding is; `rank` orders worst-of (unknown is not fit to admit)."""
-
-    OK = "ok"
-    WARN = "warn"
-    UNKNOWN = "unknown"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        """ok < warn < unknown < critical."""
-        return list(Severity).index(self)
+from gpufleet_common.severity import Severity as Severity  # the gate's vocabulary
 
 
 class EvidenceKind(StrEnum):

@@ -11,9 +11,6 @@ GPUFLEET_HOOK=epilog
 trap gpufleet_cleanup EXIT
 
 rc=0
-gpufleet_check "$GPUFLEET_EPILOG_WINDOW" || rc=$?
-if [ "$rc" -eq "$GPUFLEET_CRITICAL" ]; then
-    gpufleet_drain "$(gpufleet_finding)" || true
-    exit 1
-fi
+gpufleet_check_and_drain "$GPUFLEET_EPILOG_WINDOW" || rc=$?
+[ "$rc" -eq "$GPUFLEET_CRITICAL" ] && exit 1
 exit 0

@@ -11,10 +11,8 @@ GPUFLEET_HOOK=healthcheck
 trap gpufleet_cleanup EXIT
 
 rc=0
-gpufleet_check 0 || rc=$?
-if [ "$rc" -eq "$GPUFLEET_CRITICAL" ]; then
-    gpufleet_drain "$(gpufleet_finding)" || true
-elif [ "$rc" -eq "$GPUFLEET_UNKNOWN" ]; then
+gpufleet_check_and_drain 0 || rc=$?
+if [ "$rc" -eq "$GPUFLEET_UNKNOWN" ]; then
     gpufleet_log "UNKNOWN: the check could not judge this node; nothing drained"
 fi
 exit "$rc"

@@ -13,9 +13,8 @@ GPUFLEET_HOOK=prolog
 trap gpufleet_cleanup EXIT
 
 rc=0
-gpufleet_check 0 || rc=$?
+gpufleet_check_and_drain 0 || rc=$?
 if [ "$rc" -eq "$GPUFLEET_CRITICAL" ]; then
-    gpufleet_drain "$(gpufleet_finding)" || true
     gpufleet_log "job ${SLURM_JOB_ID:-?} refused"
     exit 1
 fi

@@ -74,6 +74,17 @@ gpufleet_cleanup() {
     return 0
 }
 
+# gpufleet_check_and_drain WINDOW_S: the check, and on CRITICAL a drain of this node with its
+# first critical finding as the reason. Returns the check's Nagios code.
+gpufleet_check_and_drain() {
+    _gpufleet_rc=0
+    gpufleet_check "$1" || _gpufleet_rc=$?
+    if [ "$_gpufleet_rc" -eq "$GPUFLEET_CRITICAL" ]; then
+        gpufleet_drain "$(gpufleet_finding)" || true
+    fi
+    return "$_gpufleet_rc"
+}
+
 # The first critical finding of $GPUFLEET_REPORT as "<check> gpu<N>" (+ how many more),
 # in characters safe for a Slurm reason.
 gpufleet_finding() {

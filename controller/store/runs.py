@@ -76,16 +76,17 @@ class RunRows:
                 conn.execute("DELETE FROM runs WHERE name = ?", (name,))
         return len(old)
 
-    def stored_runs(self, states: Sequence[str] | None = None, limit: int = 100
+    def stored_runs(self, states: Sequence[str] | None = None, limit: int | None = None
                     ) -> list[StoredRun]:
-        """The most recently updated runs (in those states), newest first, with their steps."""
+        """The most recently updated runs (in those states; at most `limit`), newest first,
+        with their steps."""
         where, args = "", []
         if states is not None:
             where = f"WHERE state IN ({', '.join('?' * len(states))})"
             args = list(states)
         rows = self._conn.execute(
             f"SELECT name, state, created_at, updated_at, record FROM runs {where} "
-            "ORDER BY updated_at DESC LIMIT ?", (*args, limit)).fetchall()
+            "ORDER BY updated_at DESC LIMIT ?", (*args, -1 if limit is None else limit)).fetchall()
         out = []
         for name, state, created_at, updated_at, record in rows:
             steps = self._conn.execute(

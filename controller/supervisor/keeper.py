@@ -86,7 +86,7 @@ class RunKeeper:
         pruned = await self._write(lambda store: store.prune_runs(live, self.retain))
         if pruned:
             log.info("deleted %d ended run(s) beyond the %d most recent", pruned, self.retain)
-        rows = await self._read(lambda store: store.stored_runs(states=live, limit=1 << 30)
+        rows = await self._read(lambda store: store.stored_runs(states=live)
                                 + store.stored_runs(states=ended, limit=self.keep))
         rows.sort(key=lambda r: r.updated_at, reverse=True)
         out = []
